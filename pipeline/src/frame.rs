@@ -1,0 +1,585 @@
+//! Frame model: pixel formats, planar and packed buffers with strides, borrowed views and the
+//! reusable frame pool. Every stage sees pixels only through these types.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// Pixel layouts the pipeline carries. Planar formats stay planar until a consumer needs packed
+/// colour: that is the cheapest path for a decoder that hands out YUV 4:2:0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormat {
+    /// Planar YUV 4:2:0 (Y, U, V), chroma at half width and half height (rounded up).
+    I420,
+    /// One luma plane.
+    Gray8,
+    /// Packed 8-bit B, G, R.
+    Bgr24,
+    /// Packed 8-bit R, G, B, A.
+    Rgba,
+    /// Packed 8-bit B, G, R, A.
+    Bgra,
+}
+
+impl PixelFormat {
+    /// Number of planes in use.
+    pub fn plane_count(self) -> usize {
+        match self {
+            PixelFormat::I420 => 3,
+            _ => 1,
+        }
+    }
+
+    /// Bytes per pixel within one plane (1 for every planar plane).
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            PixelFormat::I420 | PixelFormat::Gray8 => 1,
+            PixelFormat::Bgr24 => 3,
+            PixelFormat::Rgba | PixelFormat::Bgra => 4,
+        }
+    }
+
+    pub fn is_packed(self) -> bool {
+        matches!(
+            self,
+            PixelFormat::Bgr24 | PixelFormat::Rgba | PixelFormat::Bgra
+        )
+    }
+
+    /// Pixel dimensions of plane `i` for an image of `width` x `height`.
+    pub fn plane_size(self, i: usize, width: usize, height: usize) -> (usize, usize) {
+        match (self, i) {
+            (PixelFormat::I420, 1 | 2) => (width.div_ceil(2), height.div_ceil(2)),
+            (_, 0) => (width, height),
+            _ => (0, 0),
+        }
+    }
+
+    /// Bytes of a tightly packed image of this format.
+    pub fn buffer_len(self, width: usize, height: usize) -> usize {
+        (0..self.plane_count())
+            .map(|i| {
+                let (w, h) = self.plane_size(i, width, height);
+                w * self.bytes_per_pixel() * h
+            })
+            .sum()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PixelFormat::I420 => "i420",
+            PixelFormat::Gray8 => "gray",
+            PixelFormat::Bgr24 => "bgr",
+            PixelFormat::Rgba => "rgba",
+            PixelFormat::Bgra => "bgra",
+        }
+    }
+}
+
+/// A borrowed plane: `height` rows of `width * bpp` bytes, `stride` bytes apart.
+#[derive(Clone, Copy, Debug)]
+pub struct Plane<'a> {
+    pub data: &'a [u8],
+    pub stride: usize,
+    /// Width in pixels.
+    pub width: usize,
+    pub height: usize,
+    /// Bytes per pixel (1 for planar planes).
+    pub bpp: usize,
+}
+
+impl<'a> Plane<'a> {
+    const EMPTY: Plane<'static> = Plane {
+        data: &[],
+        stride: 0,
+        width: 0,
+        height: 0,
+        bpp: 1,
+    };
+
+    /// Bytes of one row that hold pixels.
+    pub fn row_bytes(&self) -> usize {
+        self.width * self.bpp
+    }
+
+    /// The pixel bytes of row `y`.
+    pub fn row(&self, y: usize) -> &'a [u8] {
+        let start = y * self.stride;
+        &self.data[start..start + self.row_bytes()]
+    }
+
+    /// True when rows follow each other with no padding, so the plane is one slice.
+    pub fn is_contiguous(&self) -> bool {
+        self.stride == self.row_bytes() || self.height <= 1
+    }
+
+    /// Rows `top..top + height` of this plane, without copying.
+    pub fn rows(&self, top: usize, height: usize) -> Plane<'a> {
+        let top = top.min(self.height);
+        let height = height.min(self.height - top);
+        let start = (top * self.stride).min(self.data.len());
+        Plane {
+            data: &self.data[start..],
+            stride: self.stride,
+            width: self.width,
+            height,
+            bpp: self.bpp,
+        }
+    }
+
+    /// The bytes from the first pixel to the last pixel, for APIs that take a slice plus stride.
+    pub fn span(&self) -> &'a [u8] {
+        if self.height == 0 {
+            return &[];
+        }
+        let end = (self.height - 1) * self.stride + self.row_bytes();
+        &self.data[..end]
+    }
+}
+
+/// A mutable plane; same geometry as [`Plane`].
+#[derive(Debug)]
+pub struct PlaneMut<'a> {
+    pub data: &'a mut [u8],
+    pub stride: usize,
+    pub width: usize,
+    pub height: usize,
+    pub bpp: usize,
+}
+
+impl PlaneMut<'_> {
+    pub fn row_bytes(&self) -> usize {
+        self.width * self.bpp
+    }
+
+    pub fn row_mut(&mut self, y: usize) -> &mut [u8] {
+        let start = y * self.stride;
+        let n = self.row_bytes();
+        &mut self.data[start..start + n]
+    }
+
+    pub fn as_plane(&self) -> Plane<'_> {
+        Plane {
+            data: self.data,
+            stride: self.stride,
+            width: self.width,
+            height: self.height,
+            bpp: self.bpp,
+        }
+    }
+
+    /// Copies `src` row by row (geometries must match).
+    pub fn copy_from(&mut self, src: &Plane<'_>) {
+        debug_assert_eq!(src.row_bytes(), self.row_bytes());
+        let n = self.row_bytes().min(src.row_bytes());
+        for y in 0..self.height.min(src.height) {
+            self.row_mut(y)[..n].copy_from_slice(&src.row(y)[..n]);
+        }
+    }
+
+    pub fn fill(&mut self, value: u8) {
+        for y in 0..self.height {
+            self.row_mut(y).fill(value);
+        }
+    }
+}
+
+/// A borrowed, stride-aware image: a whole [`Frame`] or a region of one (a crop costs nothing).
+#[derive(Clone, Copy, Debug)]
+pub struct FrameView<'a> {
+    pub format: PixelFormat,
+    pub width: usize,
+    pub height: usize,
+    pub planes: [Plane<'a>; 3],
+}
+
+impl<'a> FrameView<'a> {
+    /// Wraps caller-owned tightly packed bytes (e.g. a decoder's or a test's buffer).
+    pub fn from_packed_bytes(
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        data: &'a [u8],
+    ) -> Result<Self, FrameError> {
+        let need = format.buffer_len(width, height);
+        if data.len() < need {
+            return Err(FrameError::ShortBuffer {
+                format,
+                width,
+                height,
+                need,
+                got: data.len(),
+            });
+        }
+        let mut planes = [Plane::EMPTY; 3];
+        let mut offset = 0;
+        for (i, plane) in planes.iter_mut().enumerate().take(format.plane_count()) {
+            let (w, h) = format.plane_size(i, width, height);
+            let stride = w * format.bytes_per_pixel();
+            *plane = Plane {
+                data: &data[offset..offset + stride * h],
+                stride,
+                width: w,
+                height: h,
+                bpp: format.bytes_per_pixel(),
+            };
+            offset += stride * h;
+        }
+        Ok(FrameView {
+            format,
+            width,
+            height,
+            planes,
+        })
+    }
+
+    pub fn plane(&self, i: usize) -> Plane<'a> {
+        self.planes[i]
+    }
+
+    /// Rows `top..top + height` of the image, without copying. For I420 `top` and `height` are
+    /// rounded down to even numbers so the chroma planes stay aligned with luma.
+    pub fn crop_rows(&self, top: usize, height: usize) -> FrameView<'a> {
+        let (top, height) = if self.format == PixelFormat::I420 {
+            (top & !1, height & !1)
+        } else {
+            (top, height)
+        };
+        let top = top.min(self.height);
+        let height = height.min(self.height - top);
+        let mut planes = self.planes;
+        for (i, plane) in planes
+            .iter_mut()
+            .enumerate()
+            .take(self.format.plane_count())
+        {
+            *plane = if i == 0 || self.format != PixelFormat::I420 {
+                self.planes[i].rows(top, height)
+            } else {
+                self.planes[i].rows(top / 2, height.div_ceil(2))
+            };
+        }
+        FrameView {
+            format: self.format,
+            width: self.width,
+            height,
+            planes,
+        }
+    }
+
+    /// True when every plane is one gap-free slice.
+    pub fn is_contiguous(&self) -> bool {
+        self.planes[..self.format.plane_count()]
+            .iter()
+            .all(Plane::is_contiguous)
+    }
+}
+
+/// An owned image whose buffer is reused: [`Frame::reset`] reshapes it without allocating when
+/// the existing capacity is enough, which is what keeps the steady state allocation-free.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    format: PixelFormat,
+    width: usize,
+    height: usize,
+    offsets: [usize; 3],
+    strides: [usize; 3],
+    data: Vec<u8>,
+}
+
+impl Frame {
+    pub fn new(format: PixelFormat, width: usize, height: usize) -> Self {
+        let mut frame = Frame {
+            format,
+            width: 0,
+            height: 0,
+            offsets: [0; 3],
+            strides: [0; 3],
+            data: Vec::new(),
+        };
+        frame.reset(format, width, height);
+        frame
+    }
+
+    /// Reshapes the frame; contents are unspecified afterwards. Allocates only when the buffer
+    /// must grow.
+    pub fn reset(&mut self, format: PixelFormat, width: usize, height: usize) {
+        let bpp = format.bytes_per_pixel();
+        let mut offset = 0;
+        self.offsets = [0; 3];
+        self.strides = [0; 3];
+        for i in 0..format.plane_count() {
+            let (w, h) = format.plane_size(i, width, height);
+            self.offsets[i] = offset;
+            self.strides[i] = w * bpp;
+            offset += w * bpp * h;
+        }
+        self.format = format;
+        self.width = width;
+        self.height = height;
+        if self.data.len() != offset {
+            // resize within capacity does not allocate
+            self.data.resize(offset, 0);
+        }
+    }
+
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+    pub fn width(&self) -> usize {
+        self.width
+    }
+    pub fn height(&self) -> usize {
+        self.height
+    }
+    /// All bytes, planes back to back.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+    pub fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+
+    pub fn plane(&self, i: usize) -> Plane<'_> {
+        if i >= self.format.plane_count() {
+            return Plane::EMPTY;
+        }
+        let (w, h) = self.format.plane_size(i, self.width, self.height);
+        let len = self.strides[i] * h;
+        Plane {
+            data: &self.data[self.offsets[i]..self.offsets[i] + len],
+            stride: self.strides[i],
+            width: w,
+            height: h,
+            bpp: self.format.bytes_per_pixel(),
+        }
+    }
+
+    pub fn view(&self) -> FrameView<'_> {
+        FrameView {
+            format: self.format,
+            width: self.width,
+            height: self.height,
+            planes: [self.plane(0), self.plane(1), self.plane(2)],
+        }
+    }
+
+    /// Every plane, mutably, at once (planes never overlap).
+    pub fn planes_mut(&mut self) -> [PlaneMut<'_>; 3] {
+        let n = self.format.plane_count();
+        let bpp = self.format.bytes_per_pixel();
+        let mut sizes = [(0usize, 0usize); 3];
+        for (i, size) in sizes.iter_mut().enumerate().take(n) {
+            *size = self.format.plane_size(i, self.width, self.height);
+        }
+        let strides = self.strides;
+        let len0 = strides[0] * sizes[0].1;
+        let len1 = strides[1] * sizes[1].1;
+        let (p0, rest) = self.data.split_at_mut(len0);
+        let (p1, p2) = rest.split_at_mut(len1);
+        [
+            PlaneMut {
+                data: p0,
+                stride: strides[0],
+                width: sizes[0].0,
+                height: sizes[0].1,
+                bpp,
+            },
+            PlaneMut {
+                data: p1,
+                stride: strides[1],
+                width: sizes[1].0,
+                height: sizes[1].1,
+                bpp,
+            },
+            PlaneMut {
+                data: p2,
+                stride: strides[2],
+                width: sizes[2].0,
+                height: sizes[2].1,
+                bpp,
+            },
+        ]
+    }
+
+    pub fn plane_mut(&mut self, i: usize) -> PlaneMut<'_> {
+        let [p0, p1, p2] = self.planes_mut();
+        match i {
+            0 => p0,
+            1 => p1,
+            _ => p2,
+        }
+    }
+
+    /// Makes this frame a tight copy of `src` (the plan's `np.ascontiguousarray`).
+    pub fn copy_from(&mut self, src: &FrameView<'_>) {
+        self.reset(src.format, src.width, src.height);
+        let n = src.format.plane_count();
+        for (i, mut dst) in self.planes_mut().into_iter().enumerate().take(n) {
+            dst.copy_from(&src.planes[i]);
+        }
+    }
+}
+
+/// Frames from one producer stage, recycled once every consumer has dropped its `Arc`.
+///
+/// The pool is owned by the producing thread; consumers on other threads only hold clones of
+/// the `Arc`. A slot is free again when its strong count is back to one, so recycling needs no
+/// lock and no allocation.
+#[derive(Debug)]
+pub struct FramePool {
+    slots: Vec<Arc<Frame>>,
+    allocations: u64,
+}
+
+impl FramePool {
+    /// `capacity` is the number of frames expected in flight; it only sizes the slot list.
+    pub fn new(capacity: usize) -> Self {
+        FramePool {
+            slots: Vec::with_capacity(capacity.max(1)),
+            allocations: 0,
+        }
+    }
+
+    /// Takes a frame nobody else holds, reshapes it, lets `fill` write it and hands it out.
+    /// Allocates only while the pool warms up (or when consumers hold more frames than ever).
+    pub fn fill<E>(
+        &mut self,
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        fill: impl FnOnce(&mut Frame) -> Result<(), E>,
+    ) -> Result<Arc<Frame>, E> {
+        let idx = match self
+            .slots
+            .iter_mut()
+            .position(|slot| Arc::get_mut(slot).is_some())
+        {
+            Some(i) => i,
+            None => {
+                self.allocations += 1;
+                self.slots.push(Arc::new(Frame::new(format, width, height)));
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[idx];
+        let frame = Arc::get_mut(slot).expect("slot was checked to be unshared");
+        frame.reset(format, width, height);
+        fill(frame)?;
+        Ok(Arc::clone(slot))
+    }
+
+    /// Frames allocated so far: flat after warm-up in a healthy pipeline.
+    pub fn allocations(&self) -> u64 {
+        self.allocations
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("{format:?} {width}x{height} needs {need} bytes, buffer has {got}")]
+    ShortBuffer {
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        need: usize,
+        got: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i420_layout_rounds_chroma_up() {
+        let f = Frame::new(PixelFormat::I420, 5, 3);
+        assert_eq!(f.plane(0).width, 5);
+        assert_eq!(f.plane(1).width, 3);
+        assert_eq!(f.plane(1).height, 2);
+        assert_eq!(f.data().len(), 15 + 6 + 6);
+        assert_eq!(
+            PixelFormat::I420.buffer_len(1600, 1200),
+            1600 * 1200 * 3 / 2
+        );
+    }
+
+    #[test]
+    fn packed_planes_use_bpp() {
+        let f = Frame::new(PixelFormat::Bgr24, 4, 2);
+        assert_eq!(f.plane(0).row_bytes(), 12);
+        assert_eq!(f.data().len(), 24);
+        assert_eq!(f.plane(1).height, 0);
+    }
+
+    #[test]
+    fn crop_rows_is_a_view_and_keeps_chroma_aligned() {
+        let mut f = Frame::new(PixelFormat::I420, 4, 6);
+        for (i, mut p) in f.planes_mut().into_iter().enumerate() {
+            for y in 0..p.height {
+                let v = (i * 100 + y) as u8;
+                p.row_mut(y).fill(v);
+            }
+        }
+        let v = f.view().crop_rows(2, 3); // rounds to top 2, height 2
+        assert_eq!(v.height, 2);
+        assert_eq!(v.plane(0).row(0)[0], 2);
+        assert_eq!(v.plane(1).row(0)[0], 101);
+        assert_eq!(v.plane(1).height, 1);
+        assert!(std::ptr::eq(
+            v.plane(0).data.as_ptr(),
+            f.plane(0).data[2 * 4..].as_ptr()
+        ));
+    }
+
+    #[test]
+    fn copy_from_view_is_tight() {
+        let mut src = Frame::new(PixelFormat::Gray8, 3, 4);
+        src.data_mut()
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8);
+        let view = src.view().crop_rows(1, 2);
+        let mut dst = Frame::new(PixelFormat::Gray8, 1, 1);
+        dst.copy_from(&view);
+        assert_eq!(dst.data(), &[3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn short_buffer_is_an_error_not_a_panic() {
+        let err = FrameView::from_packed_bytes(PixelFormat::I420, 4, 4, &[0; 10]).unwrap_err();
+        assert!(matches!(err, FrameError::ShortBuffer { need: 24, .. }));
+    }
+
+    #[test]
+    fn pool_recycles_once_consumers_drop() {
+        let mut pool = FramePool::new(4);
+        let a = pool
+            .fill::<()>(PixelFormat::Gray8, 8, 8, |_| Ok(()))
+            .unwrap();
+        let b = pool
+            .fill::<()>(PixelFormat::Gray8, 8, 8, |_| Ok(()))
+            .unwrap();
+        assert_eq!(pool.allocations(), 2);
+        let a_ptr = Arc::as_ptr(&a);
+        drop(a);
+        let c = pool
+            .fill::<()>(PixelFormat::Gray8, 8, 8, |_| Ok(()))
+            .unwrap();
+        assert_eq!(pool.allocations(), 2);
+        assert_eq!(Arc::as_ptr(&c), a_ptr);
+        drop((b, c));
+    }
+}

@@ -1,0 +1,296 @@
+//! The profiler: per-phase latency histograms (HDR) kept per stage thread and merged at the end,
+//! plus the pipeline-wide counters. Disabled, it never reads the clock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Pipeline phases, in data-flow order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Acquire,
+    Decode,
+    Process,
+    Preview,
+    Overlay,
+    Record,
+    Encode,
+    /// Capture timestamp to display-ready frame.
+    EndToEnd,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Acquire,
+        Phase::Decode,
+        Phase::Process,
+        Phase::Preview,
+        Phase::Overlay,
+        Phase::Record,
+        Phase::Encode,
+        Phase::EndToEnd,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Acquire => "acquire",
+            Phase::Decode => "decode",
+            Phase::Process => "process",
+            Phase::Preview => "preview",
+            Phase::Overlay => "overlay",
+            Phase::Record => "record",
+            Phase::Encode => "encode",
+            Phase::EndToEnd => "end_to_end",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Longest duration a histogram holds (60 s); longer samples are clamped, not lost.
+const MAX_NS: u64 = 60_000_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 60 s at 3 significant digits: about 30 KB, allocated once per stage.
+    Histogram::new_with_bounds(1_000, MAX_NS, 3).expect("static histogram bounds are valid")
+}
+
+/// A started measurement; `None` when profiling is off, so a disabled profiler costs one branch.
+#[derive(Clone, Copy, Debug)]
+pub struct Span(Option<Instant>);
+
+/// One stage thread's histograms. Owned by that thread (no locks on the hot path) and merged
+/// into a [`ProfileReport`] when the stage ends.
+#[derive(Debug)]
+pub struct StageProfile {
+    enabled: bool,
+    hists: Vec<Option<Histogram<u64>>>,
+}
+
+impl StageProfile {
+    pub fn new(enabled: bool) -> Self {
+        StageProfile {
+            enabled,
+            hists: (0..Phase::ALL.len()).map(|_| None).collect(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Starts timing; pair with [`StageProfile::finish`].
+    #[inline]
+    pub fn start(&self) -> Span {
+        Span(self.enabled.then(Instant::now))
+    }
+
+    /// Records the time since `span` started under `phase`.
+    #[inline]
+    pub fn finish(&mut self, phase: Phase, span: Span) {
+        if let Some(t0) = span.0 {
+            self.record_ns(phase, t0.elapsed().as_nanos() as u64);
+        }
+    }
+
+    /// Times `f` under `phase`.
+    #[inline]
+    pub fn time<R>(&mut self, phase: Phase, f: impl FnOnce() -> R) -> R {
+        let span = self.start();
+        let r = f();
+        self.finish(phase, span);
+        r
+    }
+
+    /// Records a duration measured elsewhere (e.g. end-to-end from a capture timestamp).
+    pub fn record_ns(&mut self, phase: Phase, ns: u64) {
+        if !self.enabled {
+            return;
+        }
+        let h = self.hists[phase.index()].get_or_insert_with(new_histogram);
+        h.saturating_record(ns.clamp(1_000, MAX_NS));
+    }
+
+    /// Adds another stage's samples into this one.
+    pub fn merge(&mut self, other: &StageProfile) {
+        for (mine, theirs) in self.hists.iter_mut().zip(&other.hists) {
+            if let Some(t) = theirs {
+                let m = mine.get_or_insert_with(new_histogram);
+                // both share bounds, so add cannot fail
+                let _ = m.add(t);
+            }
+        }
+        self.enabled |= other.enabled;
+    }
+
+    pub fn count(&self, phase: Phase) -> u64 {
+        self.hists[phase.index()].as_ref().map_or(0, |h| h.len())
+    }
+
+    /// Summaries for every phase, in data-flow order (count 0 when a phase never ran).
+    pub fn report(&self) -> Vec<PhaseStats> {
+        Phase::ALL
+            .iter()
+            .map(|&p| PhaseStats::from_histogram(p, self.hists[p.index()].as_ref()))
+            .collect()
+    }
+}
+
+/// Latency summary of one phase, in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PhaseStats {
+    pub phase: Phase,
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl PhaseStats {
+    fn from_histogram(phase: Phase, h: Option<&Histogram<u64>>) -> Self {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        match h {
+            Some(h) if !h.is_empty() => PhaseStats {
+                phase,
+                count: h.len(),
+                mean_ms: h.mean() / 1e6,
+                p50_ms: ms(h.value_at_quantile(0.50)),
+                p95_ms: ms(h.value_at_quantile(0.95)),
+                p99_ms: ms(h.value_at_quantile(0.99)),
+                max_ms: ms(h.max()),
+            },
+            _ => PhaseStats {
+                phase,
+                count: 0,
+                mean_ms: 0.0,
+                p50_ms: 0.0,
+                p95_ms: 0.0,
+                p99_ms: 0.0,
+                max_ms: 0.0,
+            },
+        }
+    }
+}
+
+/// Pipeline-wide counters, shared by every stage (relaxed atomics: they are statistics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Frames the source delivered.
+    pub frames_acquired: AtomicU64,
+    /// Frames the process stage handled (including duplicates it short-cut).
+    pub frames_processed: AtomicU64,
+    /// Frames that reached display-ready.
+    pub frames_displayed: AtomicU64,
+    /// Dropped at the acquire -> process edge (process stage too slow).
+    pub drops_process_edge: AtomicU64,
+    /// Dropped at the process -> preview edge (newest kept).
+    pub drops_preview_edge: AtomicU64,
+    /// Frames whose processing was skipped because they repeated the previous one.
+    pub duplicates_skipped: AtomicU64,
+    /// Frames not processed under reduced processing (preview hidden, not recording).
+    pub reduced_skipped: AtomicU64,
+    /// Frames not processed while paused.
+    pub paused_skipped: AtomicU64,
+    /// Total source wait in nanoseconds.
+    pub wait_ns: AtomicU64,
+    pub gaze_samples: AtomicU64,
+    pub imu_samples: AtomicU64,
+    /// Frames for which no gaze sample was available to match.
+    pub frames_without_gaze: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterSnapshot {
+            frames_acquired: g(&self.frames_acquired),
+            frames_processed: g(&self.frames_processed),
+            frames_displayed: g(&self.frames_displayed),
+            drops_process_edge: g(&self.drops_process_edge),
+            drops_preview_edge: g(&self.drops_preview_edge),
+            duplicates_skipped: g(&self.duplicates_skipped),
+            reduced_skipped: g(&self.reduced_skipped),
+            paused_skipped: g(&self.paused_skipped),
+            wait_ns: g(&self.wait_ns),
+            gaze_samples: g(&self.gaze_samples),
+            imu_samples: g(&self.imu_samples),
+            frames_without_gaze: g(&self.frames_without_gaze),
+        }
+    }
+}
+
+/// A plain copy of [`Counters`] for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CounterSnapshot {
+    pub frames_acquired: u64,
+    pub frames_processed: u64,
+    pub frames_displayed: u64,
+    pub drops_process_edge: u64,
+    pub drops_preview_edge: u64,
+    pub duplicates_skipped: u64,
+    pub reduced_skipped: u64,
+    pub paused_skipped: u64,
+    pub wait_ns: u64,
+    pub gaze_samples: u64,
+    pub imu_samples: u64,
+    pub frames_without_gaze: u64,
+}
+
+impl CounterSnapshot {
+    /// Frames lost inside the pipeline (both edges).
+    pub fn dropped(&self) -> u64 {
+        self.drops_process_edge + self.drops_preview_edge
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_in_ms() {
+        let mut p = StageProfile::new(true);
+        for i in 1..=100u64 {
+            p.record_ns(Phase::Process, i * 1_000_000);
+        }
+        let s = &p.report()[Phase::Process.index()];
+        assert_eq!(s.count, 100);
+        assert!((s.p50_ms - 50.0).abs() < 0.1, "{s:?}");
+        assert!((s.p95_ms - 95.0).abs() < 0.1, "{s:?}");
+        assert!((s.max_ms - 100.0).abs() < 0.1, "{s:?}");
+        assert!((s.mean_ms - 50.5).abs() < 0.1, "{s:?}");
+    }
+
+    #[test]
+    fn disabled_records_nothing() {
+        let mut p = StageProfile::new(false);
+        assert!(p.start().0.is_none());
+        p.time(Phase::Acquire, || ());
+        p.record_ns(Phase::Acquire, 5);
+        assert_eq!(p.count(Phase::Acquire), 0);
+    }
+
+    #[test]
+    fn merge_adds_counts() {
+        let mut a = StageProfile::new(true);
+        let mut b = StageProfile::new(true);
+        a.record_ns(Phase::Overlay, 2_000_000);
+        b.record_ns(Phase::Overlay, 4_000_000);
+        b.record_ns(Phase::Preview, 1_000_000);
+        a.merge(&b);
+        assert_eq!(a.count(Phase::Overlay), 2);
+        assert_eq!(a.count(Phase::Preview), 1);
+    }
+}
