@@ -1,9 +1,13 @@
 //! eyetrack's frame pipeline: sources, the frame model, the processing stages and the profiler
 //! that times them. The `eyetrack` binary is a thin CLI over this library.
 
+pub mod dedupe;
 pub mod frame;
+pub mod gaze_match;
 pub mod packet;
+pub mod platform;
 pub mod profile;
+pub mod resources;
 pub mod sensors;
 pub mod source;
 pub mod time;

@@ -1,0 +1,230 @@
+//! Process-tree resource accounting: CPU time (user + sys) of this process and every
+//! descendant, and peak resident memory, read from /proc.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One reading of the process tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct TreeUsage {
+    /// user + sys of this process, its live descendants, and the children it has reaped.
+    pub cpu_seconds: f64,
+    /// Resident set of this process plus its live descendants.
+    pub rss_bytes: u64,
+    /// This process's own peak resident set (VmHWM).
+    pub self_peak_rss_bytes: u64,
+    pub processes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("reading /proc for pid {pid}: {source}")]
+    Proc {
+        pid: i32,
+        #[source]
+        source: procfs::ProcError,
+    },
+}
+
+fn pid_usage(pid: i32, tps: f64, page: u64) -> Result<(f64, u64, u64), ResourceError> {
+    let proc_ =
+        procfs::process::Process::new(pid).map_err(|source| ResourceError::Proc { pid, source })?;
+    let stat = proc_
+        .stat()
+        .map_err(|source| ResourceError::Proc { pid, source })?;
+    // cutime/cstime hold children that were waited for; live children are added separately.
+    let ticks = stat.utime as f64
+        + stat.stime as f64
+        + stat.cutime.max(0) as f64
+        + stat.cstime.max(0) as f64;
+    let hwm_kb = proc_.status().ok().and_then(|s| s.vmhwm).unwrap_or(0);
+    Ok((ticks / tps, stat.rss * page, hwm_kb * 1024))
+}
+
+/// Live children of `pid`, from every thread's `children` file (threads can fork too).
+fn children_of(pid: i32, out: &mut Vec<i32>) {
+    let task_dir = format!("/proc/{pid}/task");
+    let Ok(tasks) = std::fs::read_dir(&task_dir) else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let path = task.path().join("children");
+        if let Ok(text) = std::fs::read_to_string(Path::new(&path)) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+}
+
+/// Reads CPU and memory of this process and all its descendants.
+pub fn sample_tree() -> Result<TreeUsage, ResourceError> {
+    let tps = procfs::ticks_per_second() as f64;
+    let page = procfs::page_size();
+    let me = std::process::id() as i32;
+    let (cpu, rss, hwm) = pid_usage(me, tps, page)?;
+    let mut usage = TreeUsage {
+        cpu_seconds: cpu,
+        rss_bytes: rss,
+        self_peak_rss_bytes: hwm,
+        processes: 1,
+    };
+    let mut stack = Vec::new();
+    children_of(me, &mut stack);
+    while let Some(pid) = stack.pop() {
+        // A child that exits between listing and reading is simply gone: skip it.
+        if let Ok((cpu, rss, _)) = pid_usage(pid, tps, page) {
+            usage.cpu_seconds += cpu;
+            usage.rss_bytes += rss;
+            usage.processes += 1;
+            children_of(pid, &mut stack);
+        }
+    }
+    Ok(usage)
+}
+
+/// What a [`ResourceMonitor`] saw between start and stop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct ResourceSummary {
+    /// CPU-seconds the process tree used while monitored.
+    pub cpu_seconds: f64,
+    /// Highest tree RSS sampled, or this process's own peak if that is higher.
+    pub peak_rss_bytes: u64,
+    pub samples: u64,
+    /// Most processes seen at once (1 = no children).
+    pub max_processes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    start_cpu: f64,
+    latest: TreeUsage,
+    peak_rss: u64,
+    samples: u64,
+    max_processes: usize,
+}
+
+/// Samples the tree on a background thread so peak memory of short-lived children is seen.
+#[derive(Debug)]
+pub struct ResourceMonitor {
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ResourceMonitor {
+    /// Starts sampling every `interval`. If /proc cannot be read, the monitor still runs and
+    /// reports zeros: resource accounting must never stop the pipeline.
+    pub fn start(interval: Duration) -> Self {
+        let first = sample_tree().unwrap_or_default();
+        let shared = Arc::new(Mutex::new(Shared {
+            start_cpu: first.cpu_seconds,
+            latest: first,
+            peak_rss: first.rss_bytes,
+            samples: 1,
+            max_processes: first.processes,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let shared = Arc::clone(&shared);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("resources".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::park_timeout(interval);
+                        if let Ok(u) = sample_tree() {
+                            if let Ok(mut s) = shared.lock() {
+                                Self::absorb(&mut s, u);
+                            }
+                        }
+                    }
+                })
+                .ok()
+        };
+        ResourceMonitor {
+            shared,
+            stop,
+            thread,
+        }
+    }
+
+    fn absorb(s: &mut Shared, u: TreeUsage) {
+        s.latest = u;
+        s.peak_rss = s.peak_rss.max(u.rss_bytes);
+        s.samples += 1;
+        s.max_processes = s.max_processes.max(u.processes);
+    }
+
+    /// CPU-seconds so far and the current tree RSS, for live status lines.
+    pub fn current(&self) -> (f64, u64) {
+        self.shared
+            .lock()
+            .map(|s| (s.latest.cpu_seconds - s.start_cpu, s.latest.rss_bytes))
+            .unwrap_or((0.0, 0))
+    }
+
+    /// Takes a final sample and stops the thread.
+    pub fn stop(mut self) -> ResourceSummary {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        let last = sample_tree().ok();
+        let Ok(mut s) = self.shared.lock() else {
+            return ResourceSummary::default();
+        };
+        if let Some(u) = last {
+            Self::absorb(&mut s, u);
+        }
+        ResourceSummary {
+            cpu_seconds: (s.latest.cpu_seconds - s.start_cpu).max(0.0),
+            peak_rss_bytes: s.peak_rss.max(s.latest.self_peak_rss_bytes),
+            samples: s.samples,
+            max_processes: s.max_processes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_busy_cpu_and_memory() {
+        let m = ResourceMonitor::start(Duration::from_millis(20));
+        let t0 = std::time::Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let s = m.stop();
+        assert!(s.cpu_seconds > 0.05, "{s:?}");
+        assert!(s.peak_rss_bytes > 1 << 20, "{s:?}");
+        assert!(s.samples >= 2);
+    }
+
+    #[test]
+    fn sees_child_processes() {
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .expect("sh is on every Debian machine");
+        std::thread::sleep(Duration::from_millis(400));
+        let u = sample_tree().unwrap();
+        assert!(u.processes >= 2, "{u:?}");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
