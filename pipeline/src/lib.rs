@@ -1,13 +1,18 @@
 //! eyetrack's frame pipeline: sources, the frame model, the processing stages and the profiler
 //! that times them. The `eyetrack` binary is a thin CLI over this library.
 
+pub mod coordinator;
 pub mod dedupe;
 pub mod frame;
 pub mod gaze_match;
 pub mod packet;
 pub mod platform;
+pub mod process;
 pub mod profile;
+pub mod report;
 pub mod resources;
 pub mod sensors;
 pub mod source;
+pub mod targets;
 pub mod time;
+pub mod toggles;

@@ -1,0 +1,629 @@
+//! The coordinator (the plan's GazeTracker): starts the stage threads, joins them with bounded
+//! edges whose overflow policy is explicit, and gathers their profiles and counters at the end.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use crate::color;
+use crate::frame::{Frame, FramePool, PixelFormat};
+use crate::gaze_match::GazeMatcher;
+use crate::overlay::{CacheStats, Hud, Overlay, OverlayStyle};
+use crate::packet::{FrameMeta, FramePacket, MatchedGaze};
+use crate::preview::{fit_size, Scaler};
+use crate::process::{ProcessConfig, Processed, Processor};
+use crate::profile::{CounterSnapshot, Counters, Phase, StageProfile};
+use crate::source::{Source, SourceInfo, SourceItem};
+use crate::time::MonoNanos;
+use crate::toggles::Toggles;
+
+/// Frames processed per frame offered while reduced processing is in force (plan 1.6).
+pub const REDUCED_EVERY: u64 = 10;
+
+/// How the pipeline is set up for one run.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub toggles: Toggles,
+    /// The box the preview must fit in; the aspect ratio is kept.
+    pub preview_box: (usize, usize),
+    pub overlay_style: OverlayStyle,
+    /// Per-phase histograms on (a disabled profiler costs one branch per phase).
+    pub profile: bool,
+    /// Capacity of the acquire -> process edge.
+    pub process_queue: usize,
+    /// Live sources cannot wait for us, so a full process queue drops its oldest frame; an
+    /// offline replay blocks instead so every frame is processed.
+    pub live: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            toggles: Toggles::default(),
+            preview_box: (640, 360),
+            overlay_style: OverlayStyle::default(),
+            profile: true,
+            process_queue: 4,
+            live: true,
+        }
+    }
+}
+
+/// Run-time switches other parts of the program (CLI, later the control API) flip while the
+/// pipeline runs.
+#[derive(Debug)]
+pub struct Control {
+    pub preview_visible: AtomicBool,
+    pub recording: AtomicBool,
+    pub paused: AtomicBool,
+    pub stop: AtomicBool,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            preview_visible: AtomicBool::new(true),
+            recording: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Control {
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// The newest display-ready preview frame, for whatever shows it (terminal, browser, tests).
+#[derive(Debug, Default)]
+pub struct LatestPreview {
+    slot: Mutex<Option<(Arc<Frame>, FrameMeta)>>,
+}
+
+impl LatestPreview {
+    fn set(&self, frame: &Arc<Frame>, meta: &FrameMeta) {
+        if let Ok(mut s) = self.slot.lock() {
+            // Replacing drops the previous Arc, which returns that buffer to its pool.
+            *s = Some((Arc::clone(frame), *meta));
+        }
+    }
+
+    pub fn get(&self) -> Option<(Arc<Frame>, FrameMeta)> {
+        self.slot.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("could not start the {0} thread: {1}")]
+    Spawn(&'static str, std::io::Error),
+    #[error("overlay: {0}")]
+    Overlay(#[from] crate::overlay::OverlayError),
+}
+
+/// Everything a finished run measured.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub profile: StageProfile,
+    pub counters: CounterSnapshot,
+    pub wall: Duration,
+    /// Seconds of stream delivered (frames / fps), the denominator of CPU per stream-second.
+    pub stream_seconds: f64,
+    pub overlay_cache: CacheStats,
+    /// Frames allocated by every stage's pool: flat after warm-up.
+    pub pool_allocations: u64,
+    /// The first error that ended a stage early, if any.
+    pub error: Option<String>,
+    /// Errors on single frames that were skipped.
+    pub frame_errors: u64,
+}
+
+/// A started pipeline.
+pub struct RunningPipeline {
+    control: Arc<Control>,
+    counters: Arc<Counters>,
+    latest: Arc<LatestPreview>,
+    info: SourceInfo,
+    started: Instant,
+    acquire: JoinHandle<StageResult>,
+    process: JoinHandle<StageResult>,
+    preview: JoinHandle<StageResult>,
+}
+
+struct StageResult {
+    profile: StageProfile,
+    error: Option<String>,
+    frame_errors: u64,
+    pool_allocations: u64,
+    overlay_cache: Option<CacheStats>,
+}
+
+impl StageResult {
+    fn new(profile: StageProfile) -> Self {
+        StageResult {
+            profile,
+            error: None,
+            frame_errors: 0,
+            pool_allocations: 0,
+            overlay_cache: None,
+        }
+    }
+}
+
+/// A bounded channel end with an explicit overflow policy and a drop counter.
+struct Edge<T> {
+    tx: Sender<T>,
+    /// A receiver clone the sender uses to evict the oldest item (drop-oldest edges only: a
+    /// blocking edge must see its consumer disappear).
+    evict: Option<Receiver<T>>,
+}
+
+impl<T> Edge<T> {
+    /// Returns false when the consumer is gone.
+    fn send(&self, mut item: T, drops: &AtomicU64) -> bool {
+        let Some(evict) = &self.evict else {
+            return self.tx.send(item).is_ok();
+        };
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(back)) => {
+                    if evict.try_recv().is_ok() {
+                        Counters::add(drops, 1);
+                    }
+                    item = back;
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+    }
+}
+
+fn edge<T>(capacity: usize, drop_oldest: bool) -> (Edge<T>, Receiver<T>) {
+    let (tx, rx) = bounded(capacity.max(1));
+    (
+        Edge {
+            tx,
+            evict: drop_oldest.then(|| rx.clone()),
+        },
+        rx,
+    )
+}
+
+struct PreviewJob {
+    processed: Processed,
+    meta: FrameMeta,
+    gaze: Option<MatchedGaze>,
+    duplicate: bool,
+}
+
+impl RunningPipeline {
+    /// Starts the stage threads on `source`.
+    pub fn start(
+        source: Box<dyn Source>,
+        cfg: PipelineConfig,
+        control: Arc<Control>,
+    ) -> Result<Self, PipelineError> {
+        let info = source.info();
+        let counters = Arc::new(Counters::default());
+        let latest = Arc::new(LatestPreview::default());
+        // Built here so a bad style is an error before any thread starts.
+        let overlay = Overlay::new(cfg.toggles.overlay, cfg.overlay_style.clone())?;
+
+        let (to_process, process_rx) = edge::<FramePacket>(cfg.process_queue, cfg.live);
+        // The preview edge keeps only the newest frame: a late preview is worse than none.
+        let (to_preview, preview_rx) = edge::<PreviewJob>(1, true);
+
+        let acquire = {
+            let (control, counters, profile) =
+                (Arc::clone(&control), Arc::clone(&counters), cfg.profile);
+            spawn("acquire", move || {
+                acquire_stage(source, to_process, &control, &counters, profile)
+            })?
+        };
+        let process = {
+            let (control, counters) = (Arc::clone(&control), Arc::clone(&counters));
+            let pcfg = ProcessConfig::from_toggles(&cfg.toggles, info.tiled);
+            let reduced = cfg.toggles.reduced_processing.is_on();
+            let profile = cfg.profile;
+            spawn("process", move || {
+                process_stage(
+                    process_rx, to_preview, pcfg, reduced, &control, &counters, profile,
+                )
+            })?
+        };
+        let preview = {
+            let (control, counters, latest) =
+                (Arc::clone(&control), Arc::clone(&counters), Arc::clone(&latest));
+            let scene_w = info.width as f32;
+            let cfg = cfg.clone();
+            spawn("preview", move || {
+                preview_stage(
+                    preview_rx, overlay, &cfg, scene_w, &control, &counters, &latest,
+                )
+            })?
+        };
+        Ok(RunningPipeline {
+            control,
+            counters,
+            latest,
+            info,
+            started: Instant::now(),
+            acquire,
+            process,
+            preview,
+        })
+    }
+
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+    pub fn latest_preview(&self) -> &Arc<LatestPreview> {
+        &self.latest
+    }
+    pub fn source_info(&self) -> &SourceInfo {
+        &self.info
+    }
+    pub fn is_finished(&self) -> bool {
+        self.preview.is_finished()
+    }
+
+    /// Waits for the stream to end (or a stop request) and gathers the results.
+    pub fn wait(self) -> RunOutcome {
+        let mut results = Vec::with_capacity(3);
+        for (name, handle) in [
+            ("acquire", self.acquire),
+            ("process", self.process),
+            ("preview", self.preview),
+        ] {
+            match handle.join() {
+                Ok(r) => results.push(r),
+                Err(_) => {
+                    let mut r = StageResult::new(StageProfile::new(false));
+                    r.error = Some(format!("the {name} stage panicked"));
+                    results.push(r);
+                }
+            }
+        }
+        let mut profile = StageProfile::new(false);
+        let mut error = None;
+        let mut frame_errors = 0;
+        let mut pool_allocations = 0;
+        let mut overlay_cache = CacheStats::default();
+        for r in &results {
+            profile.merge(&r.profile);
+            if error.is_none() {
+                error.clone_from(&r.error);
+            }
+            frame_errors += r.frame_errors;
+            pool_allocations += r.pool_allocations;
+            if let Some(c) = r.overlay_cache {
+                overlay_cache = c;
+            }
+        }
+        let counters = self.counters.snapshot();
+        let fps = if self.info.fps > 0.0 { self.info.fps } else { 30.0 };
+        RunOutcome {
+            profile,
+            counters,
+            wall: self.started.elapsed(),
+            stream_seconds: counters.frames_acquired as f64 / fps,
+            overlay_cache,
+            pool_allocations,
+            error,
+            frame_errors,
+        }
+    }
+}
+
+fn spawn(
+    name: &'static str,
+    f: impl FnOnce() -> StageResult + Send + 'static,
+) -> Result<JoinHandle<StageResult>, PipelineError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| PipelineError::Spawn(name, e))
+}
+
+fn acquire_stage(
+    mut source: Box<dyn Source>,
+    out: Edge<FramePacket>,
+    control: &Control,
+    counters: &Counters,
+    profile: bool,
+) -> StageResult {
+    let mut result = StageResult::new(StageProfile::new(profile));
+    let mut matcher = GazeMatcher::new();
+    while !control.stopping() {
+        let item = match source.next_item(&mut result.profile) {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) => {
+                result.error = Some(format!("source: {e}"));
+                break;
+            }
+        };
+        match item {
+            SourceItem::Gaze(g) => {
+                Counters::add(&counters.gaze_samples, 1);
+                matcher.push(g);
+            }
+            SourceItem::Imu(_) => Counters::add(&counters.imu_samples, 1),
+            SourceItem::Frame { frame, meta } => {
+                Counters::add(&counters.frames_acquired, 1);
+                Counters::add(&counters.wait_ns, meta.wait_ns);
+                let gaze = matcher.match_frame(meta.device_time);
+                if gaze.is_none() {
+                    Counters::add(&counters.frames_without_gaze, 1);
+                }
+                let packet = FramePacket { frame, meta, gaze };
+                if !out.send(packet, &counters.drops_process_edge) {
+                    break;
+                }
+            }
+        }
+    }
+    control.request_stop();
+    result
+}
+
+fn process_stage(
+    rx: Receiver<FramePacket>,
+    out: Edge<PreviewJob>,
+    cfg: ProcessConfig,
+    reduced_processing: bool,
+    control: &Control,
+    counters: &Counters,
+    profile: bool,
+) -> StageResult {
+    let mut result = StageResult::new(StageProfile::new(profile));
+    let mut processor = Processor::new(cfg);
+    for packet in rx.iter() {
+        if control.paused.load(Ordering::Relaxed) {
+            Counters::add(&counters.paused_skipped, 1);
+            continue;
+        }
+        // Plan 1.6: nobody is looking and nothing records, so keep only a thumbnail going.
+        let hidden = !control.preview_visible.load(Ordering::Relaxed);
+        let recording = control.recording.load(Ordering::Relaxed);
+        if reduced_processing && hidden && !recording && packet.meta.camera_index % REDUCED_EVERY != 0
+        {
+            Counters::add(&counters.reduced_skipped, 1);
+            continue;
+        }
+        let span = result.profile.start();
+        let processed = processor.process(&packet.frame);
+        result.profile.finish(Phase::Process, span);
+        let (processed, duplicate) = match processed {
+            Ok(p) => p,
+            Err(e) => {
+                result.frame_errors += 1;
+                if result.error.is_none() {
+                    result.error = Some(format!("process: {e}"));
+                }
+                continue;
+            }
+        };
+        Counters::add(&counters.frames_processed, 1);
+        if duplicate {
+            Counters::add(&counters.duplicates_skipped, 1);
+        }
+        let job = PreviewJob {
+            processed,
+            meta: packet.meta,
+            gaze: packet.gaze,
+            duplicate,
+        };
+        if !out.send(job, &counters.drops_preview_edge) {
+            break;
+        }
+    }
+    result.pool_allocations = processor.pool_allocations();
+    control.request_stop();
+    result
+}
+
+/// Scales, overlays and publishes. Keeps the last scaled image so a duplicate frame costs a copy
+/// instead of a resize, while the gaze marker is still drawn fresh.
+struct PreviewState {
+    scaler: Scaler,
+    overlay: Overlay,
+    scaled: Frame,
+    scaled_from: Option<Processed>,
+    pool: FramePool,
+    fps: FpsMeter,
+}
+
+fn preview_stage(
+    rx: Receiver<PreviewJob>,
+    overlay: Overlay,
+    cfg: &PipelineConfig,
+    scene_width: f32,
+    control: &Control,
+    counters: &Counters,
+    latest: &LatestPreview,
+) -> StageResult {
+    let mut result = StageResult::new(StageProfile::new(cfg.profile));
+    let mut st = PreviewState {
+        scaler: Scaler::new(cfg.toggles.resize),
+        overlay,
+        scaled: Frame::new(PixelFormat::Gray8, 1, 1),
+        scaled_from: None,
+        pool: FramePool::new(4),
+        fps: FpsMeter::default(),
+    };
+    loop {
+        let job = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match render(&mut st, &job, cfg, scene_width, &mut result.profile, control) {
+            Ok(frame) => {
+                let now = MonoNanos::now();
+                result
+                    .profile
+                    .record_ns(Phase::EndToEnd, now.since(job.meta.capture_mono));
+                latest.set(&frame, &job.meta);
+                Counters::add(&counters.frames_displayed, 1);
+            }
+            Err(e) => {
+                result.frame_errors += 1;
+                if result.error.is_none() {
+                    result.error = Some(format!("preview: {e}"));
+                }
+            }
+        }
+    }
+    result.pool_allocations = st.pool.allocations();
+    result.overlay_cache = Some(st.overlay.cache_stats());
+    control.request_stop();
+    result
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RenderError {
+    #[error("{0}")]
+    Scale(#[from] crate::preview::PreviewError),
+    #[error("{0}")]
+    Color(#[from] color::ColorError),
+    #[error("{0}")]
+    Overlay(#[from] crate::overlay::OverlayError),
+}
+
+fn render(
+    st: &mut PreviewState,
+    job: &PreviewJob,
+    cfg: &PipelineConfig,
+    scene_width: f32,
+    profile: &mut StageProfile,
+    control: &Control,
+) -> Result<Arc<Frame>, RenderError> {
+    let span = profile.start();
+    let src = job.processed.view();
+    let (w, h) = fit_size(src.width, src.height, cfg.preview_box.0, cfg.preview_box.1);
+    let reuse = st
+        .scaled_from
+        .as_ref()
+        .is_some_and(|prev| prev.same_as(&job.processed))
+        && st.scaled.width() == w
+        && st.scaled.height() == h;
+    if !reuse {
+        st.scaler.scale(&src, &mut st.scaled, w, h)?;
+        st.scaled_from = Some(job.processed.clone());
+    }
+    // The display owns its frame; gray gets colour only here, at preview size (lazy colour).
+    let scaled = &st.scaled;
+    let out_format = match scaled.format() {
+        PixelFormat::Gray8 => PixelFormat::I420,
+        f => f,
+    };
+    let mut frame = st
+        .pool
+        .fill::<RenderError>(out_format, w, h, |f| {
+            if scaled.format() == out_format {
+                f.copy_from(&scaled.view());
+            } else {
+                color::convert(&scaled.view(), f, out_format)?;
+            }
+            Ok(())
+        })?;
+    profile.finish(Phase::Preview, span);
+
+    let span = profile.start();
+    let fps = st.fps.tick(job.meta.received_mono);
+    let frame_mut = Arc::get_mut(&mut frame).expect("a freshly filled pool frame is unshared");
+    if let Some(g) = job.gaze {
+        let scale = w as f32 / scene_width.max(1.0);
+        st.overlay
+            .draw_gaze(frame_mut, g.sample.x * scale, g.sample.y * scale, g.sample.worn)?;
+    }
+    if cfg.overlay_style.hud {
+        let state = if control.recording.load(Ordering::Relaxed) {
+            "recording"
+        } else if job.duplicate {
+            "streaming (repeat)"
+        } else {
+            "streaming"
+        };
+        st.overlay.draw_hud(
+            frame_mut,
+            &Hud {
+                fps,
+                frame_index: job.meta.camera_index,
+                state,
+            },
+        )?;
+    }
+    profile.finish(Phase::Overlay, span);
+    Ok(frame)
+}
+
+/// Frames per second over the last second of source time, for the HUD.
+#[derive(Debug, Default)]
+struct FpsMeter {
+    window_start: Option<MonoNanos>,
+    frames: u32,
+    fps: f32,
+}
+
+impl FpsMeter {
+    fn tick(&mut self, t: MonoNanos) -> f32 {
+        let start = *self.window_start.get_or_insert(t);
+        self.frames += 1;
+        let elapsed = t.since(start);
+        if elapsed >= 1_000_000_000 {
+            self.fps = self.frames as f32 * 1e9 / elapsed as f32;
+            self.window_start = Some(t);
+            self.frames = 0;
+        }
+        self.fps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_oldest_edge_keeps_newest_and_counts() {
+        let (e, rx) = edge::<u32>(2, true);
+        let drops = AtomicU64::new(0);
+        for i in 0..5 {
+            assert!(e.send(i, &drops));
+        }
+        assert_eq!(drops.load(Ordering::Relaxed), 3);
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![3, 4]);
+    }
+
+    #[test]
+    fn blocking_edge_reports_a_gone_consumer() {
+        let (e, rx) = edge::<u32>(1, false);
+        let drops = AtomicU64::new(0);
+        assert!(e.send(1, &drops));
+        drop(rx);
+        assert!(!e.send(2, &drops));
+    }
+
+    #[test]
+    fn fps_meter_measures_a_second() {
+        let mut m = FpsMeter::default();
+        let mut fps = 0.0;
+        for i in 0..=31u64 {
+            fps = m.tick(MonoNanos(i * 33_333_333));
+        }
+        assert!((fps - 31.0).abs() < 1.5, "{fps}");
+    }
+}

@@ -1,0 +1,236 @@
+//! The run report: one versioned JSON document per run (environment, toggles, per-phase
+//! latency, CPU, memory, counters, targets) and its terminal rendering as tables.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+use crate::coordinator::RunOutcome;
+use crate::overlay::CacheStats;
+use crate::platform::PlatformCaps;
+use crate::profile::{CounterSnapshot, Phase, PhaseStats};
+use crate::resources::ResourceSummary;
+use crate::source::SourceInfo;
+use crate::targets::{self, TargetResult, Verdict};
+use crate::toggles::Toggles;
+
+/// Bumped on any incompatible change of the JSON layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolInfo {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub git_revision: &'static str,
+}
+
+impl ToolInfo {
+    pub fn current() -> Self {
+        ToolInfo {
+            name: "eyetrack",
+            version: env!("CARGO_PKG_VERSION"),
+            git_revision: env!("EYETRACK_GIT_REV"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuStats {
+    /// CPU-seconds (user + sys) of the whole process tree during the run.
+    pub cpu_seconds: f64,
+    /// CPU-seconds per second of stream: the same meaning paced or offline.
+    pub per_stream_second: f64,
+    /// `per_stream_second` as a percentage of one core (the targets' unit).
+    pub percent_of_one_core: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub tool: ToolInfo,
+    pub command_line: Vec<String>,
+    /// "streaming" for `eyetrack run` without recording.
+    pub scenario: String,
+    pub platform: PlatformCaps,
+    pub source: SourceInfo,
+    pub toggles: Toggles,
+    pub preview_box: [usize; 2],
+    pub paced: bool,
+    pub wall_seconds: f64,
+    pub stream_seconds: f64,
+    pub frames: CounterSnapshot,
+    pub dropped_frames: u64,
+    pub dropped_frames_percent: f64,
+    pub displayed_fps: f64,
+    pub cpu: CpuStats,
+    pub rss_peak_mb: f64,
+    pub max_processes: usize,
+    pub phases: Vec<PhaseStats>,
+    pub overlay_cache: CacheStats,
+    pub pool_allocations: u64,
+    pub frame_errors: u64,
+    pub error: Option<String>,
+    pub targets: Vec<TargetResult>,
+}
+
+/// Everything the report is made of that the coordinator does not know.
+pub struct ReportInputs<'a> {
+    pub command_line: Vec<String>,
+    pub scenario: &'a str,
+    pub source: SourceInfo,
+    pub toggles: Toggles,
+    pub preview_box: (usize, usize),
+    pub paced: bool,
+    pub resources: ResourceSummary,
+}
+
+impl RunReport {
+    pub fn build(outcome: &RunOutcome, inputs: ReportInputs<'_>, platform: &PlatformCaps) -> Self {
+        let frames = outcome.counters;
+        let dropped = frames.dropped();
+        let dropped_pct = if frames.frames_acquired > 0 {
+            100.0 * dropped as f64 / frames.frames_acquired as f64
+        } else {
+            0.0
+        };
+        let per_stream_second = if outcome.stream_seconds > 0.0 {
+            inputs.resources.cpu_seconds / outcome.stream_seconds
+        } else {
+            0.0
+        };
+        let wall = outcome.wall.as_secs_f64();
+        let phases = outcome.profile.report();
+        let rss_peak_mb = inputs.resources.peak_rss_bytes as f64 / (1024.0 * 1024.0);
+        let cpu = CpuStats {
+            cpu_seconds: inputs.resources.cpu_seconds,
+            per_stream_second,
+            percent_of_one_core: per_stream_second * 100.0,
+        };
+        let metrics = metric_values(&phases, cpu.percent_of_one_core, dropped_pct, rss_peak_mb);
+        let targets = targets::evaluate(&targets::documented(), inputs.scenario, &metrics);
+        RunReport {
+            schema_version: SCHEMA_VERSION,
+            tool: ToolInfo::current(),
+            command_line: inputs.command_line,
+            scenario: inputs.scenario.to_owned(),
+            platform: platform.clone(),
+            source: inputs.source,
+            toggles: inputs.toggles,
+            preview_box: [inputs.preview_box.0, inputs.preview_box.1],
+            paced: inputs.paced,
+            wall_seconds: wall,
+            stream_seconds: outcome.stream_seconds,
+            frames,
+            dropped_frames: dropped,
+            dropped_frames_percent: dropped_pct,
+            displayed_fps: if wall > 0.0 {
+                frames.frames_displayed as f64 / wall
+            } else {
+                0.0
+            },
+            cpu,
+            rss_peak_mb,
+            max_processes: inputs.resources.max_processes,
+            phases,
+            overlay_cache: outcome.overlay_cache,
+            pool_allocations: outcome.pool_allocations,
+            frame_errors: outcome.frame_errors,
+            error: outcome.error.clone(),
+            targets,
+        }
+    }
+
+    /// Phase summary and targets as terminal tables.
+    pub fn render_tables(&self) -> String {
+        let mut phases = Builder::default();
+        phases.push_record(["phase", "count", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"]);
+        for p in &self.phases {
+            if p.count == 0 {
+                phases.push_record([p.phase.name(), "0", "-", "-", "-", "-", "-"]);
+                continue;
+            }
+            phases.push_record([
+                p.phase.name().to_owned(),
+                p.count.to_string(),
+                format!("{:.3}", p.mean_ms),
+                format!("{:.3}", p.p50_ms),
+                format!("{:.3}", p.p95_ms),
+                format!("{:.3}", p.p99_ms),
+                format!("{:.3}", p.max_ms),
+            ]);
+        }
+        let mut targets = Builder::default();
+        targets.push_record(["target", "limit", "measured", "result"]);
+        for t in self
+            .targets
+            .iter()
+            .filter(|t| t.verdict != Verdict::NotApplicable)
+        {
+            targets.push_record([
+                t.target.description.clone(),
+                format!("{} {} {}", t.target.op.symbol(), t.target.limit, t.target.unit),
+                t.value
+                    .map(|v| format!("{v:.2} {}", t.target.unit))
+                    .unwrap_or_else(|| "-".into()),
+                t.verdict.label().to_owned(),
+            ]);
+        }
+        let f = &self.frames;
+        format!(
+            "{}\n\n{}\n\nframes: {} acquired, {} processed, {} displayed, {} dropped ({:.2} %), \
+             {} duplicates skipped, {} skipped by reduced processing, {} paused\n\
+             cpu: {:.3} CPU-s per stream-s ({:.1} % of one core) over {:.1} s of stream; \
+             peak RSS {:.1} MB\n",
+            phases.build().with(Style::rounded()),
+            targets.build().with(Style::rounded()),
+            f.frames_acquired,
+            f.frames_processed,
+            f.frames_displayed,
+            self.dropped_frames,
+            self.dropped_frames_percent,
+            f.duplicates_skipped,
+            f.reduced_skipped,
+            f.paused_skipped,
+            self.cpu.per_stream_second,
+            self.cpu.percent_of_one_core,
+            self.stream_seconds,
+            self.rss_peak_mb,
+        )
+    }
+}
+
+/// Values the targets file refers to by name.
+pub fn metric_values(
+    phases: &[PhaseStats],
+    cpu_percent: f64,
+    dropped_percent: f64,
+    rss_peak_mb: f64,
+) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    m.insert("cpu_percent_of_one_core".to_owned(), cpu_percent);
+    m.insert("dropped_frames_percent".to_owned(), dropped_percent);
+    m.insert("rss_peak_mb".to_owned(), rss_peak_mb);
+    for p in phases.iter().filter(|p| p.count > 0) {
+        m.insert(format!("{}_p95_ms", p.phase.name()), p.p95_ms);
+    }
+    debug_assert!(Phase::ALL.len() == 8);
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::StageProfile;
+
+    #[test]
+    fn unmeasured_phases_are_not_metrics() {
+        let mut p = StageProfile::new(true);
+        p.record_ns(Phase::Process, 3_000_000);
+        let m = metric_values(&p.report(), 10.0, 0.0, 50.0);
+        assert!(m.contains_key("process_p95_ms"));
+        assert!(!m.contains_key("encode_p95_ms"));
+        assert_eq!(m["cpu_percent_of_one_core"], 10.0);
+    }
+}
