@@ -1,0 +1,130 @@
+//! End to end over the real `eyetrack` binary: runs, reports, and rejects bad flags.
+
+use std::process::Command;
+
+fn eyetrack() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_eyetrack"))
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("eyetrack-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_run_writes_a_complete_report() {
+    let dir = tmp("report");
+    let report = dir.join("r.json");
+    let out = eyetrack()
+        .args([
+            "run",
+            "--source",
+            "synthetic",
+            "--duration",
+            "10s",
+            "--as-fast-as-possible",
+            "--resolution",
+            "640x480",
+            "--report",
+        ])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("end_to_end"), "{stdout}");
+    assert!(stdout.contains("dropped frames"), "targets table: {stdout}");
+
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["frames"]["frames_acquired"], 300);
+    assert_eq!(r["frames"]["frames_processed"], 300);
+    assert_eq!(r["dropped_frames"], 0);
+    assert!(r["frames"]["duplicates_skipped"].as_u64().unwrap() > 0, "frozen segment");
+    assert!(r["frames"]["gaze_samples"].as_u64().unwrap() >= 1900);
+    for phase in ["acquire", "process", "preview", "overlay", "end_to_end"] {
+        let p = r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phase"] == phase)
+            .unwrap();
+        assert!(p["count"].as_u64().unwrap() >= 290, "{phase}: {p}");
+    }
+    let targets = r["targets"].as_array().unwrap();
+    assert!(targets.iter().any(|t| t["id"] == "cpu_streaming" && t["value"].is_number()));
+    assert!(r["cpu"]["per_stream_second"].as_f64().unwrap() > 0.0);
+    assert!(r["platform"]["usable_cores"].as_u64().unwrap() >= 1);
+    assert_eq!(r["toggles"]["resize"], "area");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn baseline_preset_and_overrides_are_reported() {
+    let dir = tmp("baseline");
+    let report = dir.join("r.json");
+    let out = eyetrack()
+        .args([
+            "run", "--duration", "1s", "--as-fast-as-possible", "--resolution", "320x240",
+            "--preset", "baseline", "--resize", "area", "--quiet", "--report",
+        ])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "--quiet prints nothing");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["toggles"]["color_path"], "bgr");
+    assert_eq!(r["toggles"]["overlay"], "draw");
+    assert_eq!(r["toggles"]["resize"], "area");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn hidden_preview_reduces_processing() {
+    let dir = tmp("hidden");
+    let report = dir.join("r.json");
+    let out = eyetrack()
+        .args([
+            "run", "--duration", "2s", "--as-fast-as-possible", "--resolution", "320x240",
+            "--preview", "hidden", "--quiet", "--report",
+        ])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["frames"]["frames_processed"], 6);
+    assert_eq!(r["frames"]["reduced_skipped"], 54);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn assert_usage_error(args: &[&str], needle: &str) {
+    let out = eyetrack().args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(needle), "{stderr}");
+}
+
+#[test]
+fn bad_flags_are_one_line_and_exit_2() {
+    assert_usage_error(&["run", "--resize", "cubic"], "cubic");
+    assert_usage_error(&["run", "--source", "webcam"], "unknown source 'webcam'");
+    assert_usage_error(&["run", "--preview-size", "640by360"], "640by360");
+    assert_usage_error(&["run", "--duration", "-3"], "-3");
+    assert_usage_error(&["run", "--no-such-flag"], "--no-such-flag");
+    assert_usage_error(&["run", "--fps", "0"], "fps");
+}
+
+#[test]
+fn an_unwritable_report_fails_before_streaming() {
+    let out = eyetrack()
+        .args(["run", "--duration", "60s", "--report", "/nonexistent-dir/r.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent-dir"), "{stderr}");
+}
