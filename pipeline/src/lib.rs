@@ -2,6 +2,7 @@
 //! that times them. The `eyetrack` binary is a thin CLI over this library.
 
 pub mod frame;
+pub mod overlay;
 pub mod packet;
 pub mod profile;
 pub mod sensors;
