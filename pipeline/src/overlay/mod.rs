@@ -2,8 +2,8 @@
 //! rasterizing every frame (`draw`) or by blitting cached alpha sprites (`sprite`).
 //!
 //! Both modes are pixel-identical by construction: they share one coverage function per
-//! element (marker: [`marker::MarkerKey::alpha_at`]; glyphs: ab_glyph at integer origins), one
-//! float-to-alpha quantization and one blend path ([`blend::blit`]). Only *when* the coverage is
+//! element (marker: `marker::MarkerKey::alpha_at`; glyphs: ab_glyph at integer origins), one
+//! float-to-alpha quantization and one blend path (`blend::blit`). Only *when* the coverage is
 //! computed differs: per frame in `draw`, once per visual key in `sprite`.
 //!
 //! Format rules:

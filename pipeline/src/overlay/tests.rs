@@ -369,7 +369,7 @@ fn ring_is_where_the_radius_says() {
     assert_eq!(px(43, 30), 0, "outside the ring");
 }
 
-/// Per-frame cost of marker + HUD on a 480x360 I420 preview. Run with
+/// Per-frame cost of marker + HUD on a 480x360 preview (I420 and Bgr24). Run with
 /// `cargo test -p pipeline --release --lib overlay::tests::timing -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -381,8 +381,13 @@ fn timing_draw_vs_sprite() {
     };
     let iters = 3000;
     for format in [PixelFormat::I420, PixelFormat::Bgr24] {
-        for mode in [OverlayMode::Draw, OverlayMode::Sprite] {
+        for (mode, boxed) in [
+            (OverlayMode::Draw, true),
+            (OverlayMode::Sprite, true),
+            (OverlayMode::Sprite, false),
+        ] {
             let mut o = Overlay::new(mode, OverlayStyle::default()).unwrap();
+            o.set_hud_background(boxed);
             let mut f = background(format, 480, 360);
             let mut gaze = std::time::Duration::ZERO;
             let mut text = std::time::Duration::ZERO;
@@ -401,7 +406,7 @@ fn timing_draw_vs_sprite() {
             }
             let us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / iters as f64;
             println!(
-                "{format:?} 480x360 {mode:?}: marker {:.1} us, hud {:.1} us, total {:.1} us/frame",
+                "{format:?} 480x360 {mode:?} (hud box {boxed}): marker {:.1} us, hud {:.1} us, total {:.1} us/frame",
                 us(gaze),
                 us(text),
                 us(gaze + text)
