@@ -119,6 +119,7 @@ impl OverlayStyle {
     }
 }
 
+#[derive(Clone, Copy, Debug)]
 pub struct Hud<'a> {
     pub fps: f32,
     pub frame_index: u64,

@@ -414,3 +414,59 @@ fn timing_draw_vs_sprite() {
         }
     }
 }
+
+fn style_variants() -> Vec<OverlayStyle> {
+    let mut out = Vec::new();
+    for shape in [MarkerShape::Circle, MarkerShape::Cross] {
+        for (radius, thickness, dot_radius) in [
+            (0, 1, 0),
+            (1, 1, 1),
+            (3, 3, 0),
+            (10, 0, 4),
+            (7, 5, 2),
+            (25, 4, 6),
+        ] {
+            out.push(OverlayStyle {
+                shape,
+                radius,
+                thickness,
+                dot_radius,
+                ..OverlayStyle::default()
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn marker_box_holds_all_coverage() {
+    for s in style_variants() {
+        let key = marker::MarkerKey {
+            shape: s.shape,
+            radius: s.radius,
+            thickness: s.thickness,
+            dot_radius: s.dot_radius,
+            colour: s.worn,
+        };
+        let half = key.half();
+        for i in -half..=half {
+            for (dx, dy) in [(i, -half), (i, half), (-half, i), (half, i)] {
+                assert_eq!(key.alpha_at(dx, dy), 0, "{s:?} border ({dx},{dy})");
+            }
+        }
+    }
+}
+
+#[test]
+fn golden_draw_equals_sprite_for_style_variants() {
+    for style in style_variants() {
+        for format in [PixelFormat::I420, PixelFormat::Bgra] {
+            for (x, y) in [(20.4, 17.5), (-1.6, 3.0), (39.5, 29.5)] {
+                let one = |o: &mut Overlay, f: &mut Frame| o.draw_gaze(f, x, y, false).unwrap();
+                let a = render(OverlayMode::Draw, &style, format, (40, 30), one);
+                let b = render(OverlayMode::Sprite, &style, format, (40, 30), one);
+                assert!(max_diff(&a, &b) <= 1, "{style:?} {format:?} ({x},{y})");
+            }
+        }
+    }
+}
