@@ -5,6 +5,7 @@ pub mod coordinator;
 pub mod dedupe;
 pub mod frame;
 pub mod gaze_match;
+pub mod overlay;
 pub mod packet;
 pub mod platform;
 pub mod process;
