@@ -3,6 +3,7 @@
 
 pub mod frame;
 pub mod packet;
+pub mod preview;
 pub mod profile;
 pub mod sensors;
 pub mod source;
