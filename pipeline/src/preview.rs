@@ -616,7 +616,7 @@ mod tests {
                     s ^= s >> 7;
                     s ^= s << 17;
                     let noise = (s >> 56) as usize;
-                    *b = if seed % 2 == 0 {
+                    *b = if seed & 1 == 0 {
                         noise as u8
                     } else {
                         ((x * 7 + y * 5) / 2 + noise / 4) as u8
@@ -687,6 +687,9 @@ mod tests {
     /// Slack for the f64 reference's own rounding (a tie like 12.5 can come out as 12.500000001).
     const EPS: f64 = 1e-9;
 
+    /// A reference resampler: (src, src_w, src_h, bpp, dst_w, dst_h) -> exact values.
+    type Reference = fn(&[u8], usize, usize, usize, usize, usize) -> Vec<f64>;
+
     fn max_err(got: &[u8], want: &[f64]) -> f64 {
         assert_eq!(got.len(), want.len());
         got.iter()
@@ -702,7 +705,7 @@ mod tests {
         (sw, sh): (usize, usize),
         (dw, dh): (usize, usize),
         seed: u64,
-        reference: fn(&[u8], usize, usize, usize, usize, usize) -> Vec<f64>,
+        reference: Reference,
     ) -> f64 {
         let src = textured(format, sw, sh, seed);
         let mut dst = Frame::new(PixelFormat::Gray8, 1, 1);
@@ -720,7 +723,9 @@ mod tests {
         worst
     }
 
-    const CASES: &[((usize, usize), (usize, usize))] = &[
+    type Size = (usize, usize);
+
+    const CASES: &[(Size, Size)] = &[
         ((10, 7), (3, 2)),
         ((17, 13), (5, 4)),
         ((40, 30), (12, 9)), // 10/3, the 1600x1200 -> 480x360 ratio
