@@ -9,6 +9,7 @@ pub mod overlay;
 pub mod packet;
 pub mod platform;
 pub mod process;
+pub mod preview;
 pub mod profile;
 pub mod report;
 pub mod resources;
