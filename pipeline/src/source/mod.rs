@@ -8,6 +8,8 @@ use crate::packet::FrameMeta;
 use crate::profile::StageProfile;
 use crate::sensors::{GazeSample, ImuSample};
 
+pub mod synthetic;
+
 /// One thing a source delivers.
 #[derive(Debug, Clone)]
 pub enum SourceItem {
