@@ -34,8 +34,8 @@ pub struct PipelineConfig {
     pub profile: bool,
     /// Capacity of the acquire -> process edge.
     pub process_queue: usize,
-    /// Live sources cannot wait for us, so a full process queue drops its oldest frame; an
-    /// offline replay blocks instead so every frame is processed.
+    /// Live sources cannot wait for us, so full edges drop their oldest frame; an offline
+    /// replay blocks instead so every frame goes through every stage.
     pub live: bool,
 }
 
@@ -219,8 +219,9 @@ impl RunningPipeline {
         let overlay = Overlay::new(cfg.toggles.overlay, cfg.overlay_style.clone())?;
 
         let (to_process, process_rx) = edge::<FramePacket>(cfg.process_queue, cfg.live);
-        // The preview edge keeps only the newest frame: a late preview is worse than none.
-        let (to_preview, preview_rx) = edge::<PreviewJob>(1, true);
+        // Live, the preview edge keeps only the newest frame (a late preview is worse than
+        // none); offline it blocks, so every frame is measured through every stage.
+        let (to_preview, preview_rx) = edge::<PreviewJob>(1, cfg.live);
 
         let acquire = {
             let (control, counters, profile) =
@@ -241,8 +242,11 @@ impl RunningPipeline {
             })?
         };
         let preview = {
-            let (control, counters, latest) =
-                (Arc::clone(&control), Arc::clone(&counters), Arc::clone(&latest));
+            let (control, counters, latest) = (
+                Arc::clone(&control),
+                Arc::clone(&counters),
+                Arc::clone(&latest),
+            );
             let scene_w = info.width as f32;
             let cfg = cfg.clone();
             spawn("preview", move || {
@@ -313,7 +317,11 @@ impl RunningPipeline {
             }
         }
         let counters = self.counters.snapshot();
-        let fps = if self.info.fps > 0.0 { self.info.fps } else { 30.0 };
+        let fps = if self.info.fps > 0.0 {
+            self.info.fps
+        } else {
+            30.0
+        };
         RunOutcome {
             profile,
             counters,
@@ -398,7 +406,10 @@ fn process_stage(
         // Plan 1.6: nobody is looking and nothing records, so keep only a thumbnail going.
         let hidden = !control.preview_visible.load(Ordering::Relaxed);
         let recording = control.recording.load(Ordering::Relaxed);
-        if reduced_processing && hidden && !recording && packet.meta.camera_index % REDUCED_EVERY != 0
+        if reduced_processing
+            && hidden
+            && !recording
+            && packet.meta.camera_index % REDUCED_EVERY != 0
         {
             Counters::add(&counters.reduced_skipped, 1);
             continue;
@@ -470,7 +481,14 @@ fn preview_stage(
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        match render(&mut st, &job, cfg, scene_width, &mut result.profile, control) {
+        match render(
+            &mut st,
+            &job,
+            cfg,
+            scene_width,
+            &mut result.profile,
+            control,
+        ) {
             Ok(frame) => {
                 let now = MonoNanos::now();
                 result
@@ -525,50 +543,49 @@ fn render(
         st.scaled_from = Some(job.processed.clone());
     }
     // The display owns its frame; gray gets colour only here, at preview size (lazy colour).
-    let scaled = &st.scaled;
-    let out_format = match scaled.format() {
+    let out_format = match st.scaled.format() {
         PixelFormat::Gray8 => PixelFormat::I420,
         f => f,
     };
-    let mut frame = st
-        .pool
-        .fill::<RenderError>(out_format, w, h, |f| {
-            if scaled.format() == out_format {
-                f.copy_from(&scaled.view());
-            } else {
-                color::convert(&scaled.view(), f, out_format)?;
-            }
-            Ok(())
-        })?;
-    profile.finish(Phase::Preview, span);
-
-    let span = profile.start();
     let fps = st.fps.tick(job.meta.received_mono);
-    let frame_mut = Arc::get_mut(&mut frame).expect("a freshly filled pool frame is unshared");
-    if let Some(g) = job.gaze {
-        let scale = w as f32 / scene_width.max(1.0);
-        st.overlay
-            .draw_gaze(frame_mut, g.sample.x * scale, g.sample.y * scale, g.sample.worn)?;
-    }
-    if cfg.overlay_style.hud {
-        let state = if control.recording.load(Ordering::Relaxed) {
-            "recording"
-        } else if job.duplicate {
-            "streaming (repeat)"
+    let state = if control.recording.load(Ordering::Relaxed) {
+        "recording"
+    } else if job.duplicate {
+        "streaming (repeat)"
+    } else {
+        "streaming"
+    };
+    let PreviewState {
+        scaled,
+        overlay,
+        pool,
+        ..
+    } = st;
+    // Everything that writes the display frame happens while the pool lends it out uniquely.
+    pool.fill::<RenderError>(out_format, w, h, |f| {
+        if scaled.format() == out_format {
+            f.copy_from(&scaled.view());
         } else {
-            "streaming"
-        };
-        st.overlay.draw_hud(
-            frame_mut,
-            &Hud {
+            color::convert(&scaled.view(), f, out_format)?;
+        }
+        profile.finish(Phase::Preview, span);
+
+        let span = profile.start();
+        if let Some(g) = job.gaze {
+            let scale = w as f32 / scene_width.max(1.0);
+            overlay.draw_gaze(f, g.sample.x * scale, g.sample.y * scale, g.sample.worn)?;
+        }
+        if cfg.overlay_style.hud {
+            let hud = Hud {
                 fps,
                 frame_index: job.meta.camera_index,
                 state,
-            },
-        )?;
-    }
-    profile.finish(Phase::Overlay, span);
-    Ok(frame)
+            };
+            overlay.draw_hud(f, &hud)?;
+        }
+        profile.finish(Phase::Overlay, span);
+        Ok(())
+    })
 }
 
 /// Frames per second over the last second of source time, for the HUD.

@@ -24,7 +24,9 @@ impl Processed {
 
     /// True when both refer to the same pixels (a duplicate reused the previous result).
     pub fn same_as(&self, other: &Processed) -> bool {
-        Arc::ptr_eq(&self.frame, &other.frame) && self.top == other.top && self.height == other.height
+        Arc::ptr_eq(&self.frame, &other.frame)
+            && self.top == other.top
+            && self.height == other.height
     }
 }
 
@@ -101,10 +103,12 @@ impl Processor {
         if self.cfg.copy == CopyMode::Always || !cur.view().is_contiguous() {
             let src = Arc::clone(&cur);
             self.copies += 1;
-            cur = self.pool.fill::<ProcessError>(src.format(), src.width(), src.height(), |f| {
-                f.copy_from(&src.view());
-                Ok(())
-            })?;
+            cur = self
+                .pool
+                .fill::<ProcessError>(src.format(), src.width(), src.height(), |f| {
+                    f.copy_from(&src.view());
+                    Ok(())
+                })?;
         }
 
         let (mut top, mut height) = (0, cur.height());
@@ -136,12 +140,17 @@ impl Processor {
         Ok((out, false))
     }
 
-    fn convert(&mut self, src: &FrameView<'_>, to: PixelFormat) -> Result<Arc<Frame>, ProcessError> {
+    fn convert(
+        &mut self,
+        src: &FrameView<'_>,
+        to: PixelFormat,
+    ) -> Result<Arc<Frame>, ProcessError> {
         self.conversions += 1;
-        self.pool.fill::<ProcessError>(to, src.width, src.height, |f| {
-            color::convert(src, f, to)?;
-            Ok(())
-        })
+        self.pool
+            .fill::<ProcessError>(to, src.width, src.height, |f| {
+                color::convert(src, f, to)?;
+                Ok(())
+            })
     }
 
     /// Forget cached results (a reconnect or a change of stream).
@@ -194,7 +203,10 @@ mod tests {
 
     #[test]
     fn tiled_frames_are_cropped_to_the_top_two_thirds() {
-        let mut p = Processor::new(ProcessConfig { tiled: true, ..cfg() });
+        let mut p = Processor::new(ProcessConfig {
+            tiled: true,
+            ..cfg()
+        });
         let raw = frame(PixelFormat::I420, 64, 72, 0);
         let (out, _) = p.process(&raw).unwrap();
         assert_eq!(out.view().height, 48);
@@ -231,7 +243,10 @@ mod tests {
     fn lazy_colour_keeps_gray_gray() {
         let gray = frame(PixelFormat::Gray8, 32, 24, 0);
         let mut lazy = Processor::new(cfg());
-        assert_eq!(lazy.process(&gray).unwrap().0.view().format, PixelFormat::Gray8);
+        assert_eq!(
+            lazy.process(&gray).unwrap().0.view().format,
+            PixelFormat::Gray8
+        );
         let mut eager = Processor::new(ProcessConfig {
             lazy_color: false,
             ..cfg()

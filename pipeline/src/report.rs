@@ -145,7 +145,9 @@ impl RunReport {
     /// Phase summary and targets as terminal tables.
     pub fn render_tables(&self) -> String {
         let mut phases = Builder::default();
-        phases.push_record(["phase", "count", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"]);
+        phases.push_record([
+            "phase", "count", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms",
+        ]);
         for p in &self.phases {
             if p.count == 0 {
                 phases.push_record([p.phase.name(), "0", "-", "-", "-", "-", "-"]);
@@ -170,7 +172,12 @@ impl RunReport {
         {
             targets.push_record([
                 t.target.description.clone(),
-                format!("{} {} {}", t.target.op.symbol(), t.target.limit, t.target.unit),
+                format!(
+                    "{} {} {}",
+                    t.target.op.symbol(),
+                    t.target.limit,
+                    t.target.unit
+                ),
                 t.value
                     .map(|v| format!("{v:.2} {}", t.target.unit))
                     .unwrap_or_else(|| "-".into()),

@@ -158,12 +158,19 @@ mod tests {
         assert_eq!(get("overlay_p95"), Verdict::Pass);
         assert_eq!(get("encode_p95"), Verdict::NotApplicable);
         assert_eq!(get("acquire_p95"), Verdict::NotMeasured);
-        assert_eq!(get("memory"), Verdict::NotMeasured, "NaN is not a measurement");
+        assert_eq!(
+            get("memory"),
+            Verdict::NotMeasured,
+            "NaN is not a measurement"
+        );
     }
 
     #[test]
     fn bad_files_are_errors() {
-        assert!(matches!(parse("schema = 2\ntarget = []"), Err(TargetsError::Schema(2))));
+        assert!(matches!(
+            parse("schema = 2\ntarget = []"),
+            Err(TargetsError::Schema(2))
+        ));
         assert!(parse("not toml [").is_err());
     }
 }

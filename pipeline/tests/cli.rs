@@ -32,7 +32,11 @@ fn a_run_writes_a_complete_report() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("end_to_end"), "{stdout}");
     assert!(stdout.contains("dropped frames"), "targets table: {stdout}");
 
@@ -41,7 +45,10 @@ fn a_run_writes_a_complete_report() {
     assert_eq!(r["frames"]["frames_acquired"], 300);
     assert_eq!(r["frames"]["frames_processed"], 300);
     assert_eq!(r["dropped_frames"], 0);
-    assert!(r["frames"]["duplicates_skipped"].as_u64().unwrap() > 0, "frozen segment");
+    assert!(
+        r["frames"]["duplicates_skipped"].as_u64().unwrap() > 0,
+        "frozen segment"
+    );
     assert!(r["frames"]["gaze_samples"].as_u64().unwrap() >= 1900);
     for phase in ["acquire", "process", "preview", "overlay", "end_to_end"] {
         let p = r["phases"]
@@ -53,7 +60,9 @@ fn a_run_writes_a_complete_report() {
         assert!(p["count"].as_u64().unwrap() >= 290, "{phase}: {p}");
     }
     let targets = r["targets"].as_array().unwrap();
-    assert!(targets.iter().any(|t| t["id"] == "cpu_streaming" && t["value"].is_number()));
+    assert!(targets
+        .iter()
+        .any(|t| t["id"] == "cpu_streaming" && t["value"].is_number()));
     assert!(r["cpu"]["per_stream_second"].as_f64().unwrap() > 0.0);
     assert!(r["platform"]["usable_cores"].as_u64().unwrap() >= 1);
     assert_eq!(r["toggles"]["resize"], "area");
@@ -66,13 +75,27 @@ fn baseline_preset_and_overrides_are_reported() {
     let report = dir.join("r.json");
     let out = eyetrack()
         .args([
-            "run", "--duration", "1s", "--as-fast-as-possible", "--resolution", "320x240",
-            "--preset", "baseline", "--resize", "area", "--quiet", "--report",
+            "run",
+            "--duration",
+            "1s",
+            "--as-fast-as-possible",
+            "--resolution",
+            "320x240",
+            "--preset",
+            "baseline",
+            "--resize",
+            "area",
+            "--quiet",
+            "--report",
         ])
         .arg(&report)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty(), "--quiet prints nothing");
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["toggles"]["color_path"], "bgr");
@@ -87,13 +110,25 @@ fn hidden_preview_reduces_processing() {
     let report = dir.join("r.json");
     let out = eyetrack()
         .args([
-            "run", "--duration", "2s", "--as-fast-as-possible", "--resolution", "320x240",
-            "--preview", "hidden", "--quiet", "--report",
+            "run",
+            "--duration",
+            "2s",
+            "--as-fast-as-possible",
+            "--resolution",
+            "320x240",
+            "--preview",
+            "hidden",
+            "--quiet",
+            "--report",
         ])
         .arg(&report)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["frames"]["frames_processed"], 6);
     assert_eq!(r["frames"]["reduced_skipped"], 54);
@@ -121,7 +156,13 @@ fn bad_flags_are_one_line_and_exit_2() {
 #[test]
 fn an_unwritable_report_fails_before_streaming() {
     let out = eyetrack()
-        .args(["run", "--duration", "60s", "--report", "/nonexistent-dir/r.json"])
+        .args([
+            "run",
+            "--duration",
+            "60s",
+            "--report",
+            "/nonexistent-dir/r.json",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

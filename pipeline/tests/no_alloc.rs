@@ -42,7 +42,10 @@ fn wait_for(running: &RunningPipeline, displayed: u64) -> u64 {
         if n >= displayed || running.is_finished() {
             return n;
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "pipeline stalled at {n} frames");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "pipeline stalled at {n} frames"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -83,7 +86,10 @@ fn steady_state_allocations(toggles: Toggles, format: SyntheticFormat) -> (u64, 
 fn optimized_pipeline_allocates_nothing_per_frame() {
     let (allocs, frames) = steady_state_allocations(Toggles::default(), SyntheticFormat::I420);
     assert!(frames >= 300, "only {frames} frames measured");
-    assert_eq!(allocs, 0, "{allocs} allocations over {frames} steady-state frames");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations over {frames} steady-state frames"
+    );
 }
 
 #[test]
@@ -93,5 +99,8 @@ fn baseline_pipeline_allocates_nothing_per_frame() {
     let (allocs, frames) =
         steady_state_allocations(Preset::Baseline.toggles(), SyntheticFormat::Tiled);
     assert!(frames >= 300, "only {frames} frames measured");
-    assert_eq!(allocs, 0, "{allocs} allocations over {frames} steady-state frames");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations over {frames} steady-state frames"
+    );
 }

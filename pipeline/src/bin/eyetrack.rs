@@ -60,8 +60,14 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("'{s}' is not WIDTHxHEIGHT"))?;
-    let w: usize = w.trim().parse().map_err(|_| format!("bad width in '{s}'"))?;
-    let h: usize = h.trim().parse().map_err(|_| format!("bad height in '{s}'"))?;
+    let w: usize = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in '{s}'"))?;
+    let h: usize = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in '{s}'"))?;
     if w < 2 || h < 2 || w > 16384 || h > 16384 {
         return Err(format!("'{s}' is outside 2x2 .. 16384x16384"));
     }
@@ -94,7 +100,9 @@ fn parse_rgb(s: &str) -> Result<Rgb, String> {
 }
 
 fn parse_fps(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("fps '{s}' is not a number"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("fps '{s}' is not a number"))?;
     if !(v > 0.0 && v <= 240.0) {
         return Err(format!("fps '{s}' is outside (0, 240]"));
     }
@@ -271,7 +279,9 @@ fn main() -> ExitCode {
 fn one_line(msg: &str) -> String {
     msg.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -306,9 +316,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ..PipelineConfig::default()
     };
     let control = Arc::new(Control::default());
-    control
-        .preview_visible
-        .store(args.preview == PreviewVisibility::Visible, Ordering::Relaxed);
+    control.preview_visible.store(
+        args.preview == PreviewVisibility::Visible,
+        Ordering::Relaxed,
+    );
     {
         let control = Arc::clone(&control);
         // A second Ctrl-C while stopping falls through to the default (immediate exit).
@@ -388,7 +399,11 @@ fn status_line(running: &RunningPipeline, monitor: &ResourceMonitor, elapsed: Du
     let secs = elapsed.as_secs_f64().max(1e-3);
     let stream_s = c.frames_acquired as f64 / fps.max(1e-3);
     let (cpu_s, rss) = monitor.current();
-    let cpu_pct = if stream_s > 0.0 { 100.0 * cpu_s / stream_s } else { 0.0 };
+    let cpu_pct = if stream_s > 0.0 {
+        100.0 * cpu_s / stream_s
+    } else {
+        0.0
+    };
     let mut err = std::io::stderr().lock();
     let _ = write!(
         err,
