@@ -373,8 +373,13 @@ fn acquire_stage(
                 Counters::add(&counters.frames_acquired, 1);
                 Counters::add(&counters.wait_ns, meta.wait_ns);
                 let gaze = matcher.match_frame(meta.device_time);
-                if gaze.is_none() {
-                    Counters::add(&counters.frames_without_gaze, 1);
+                match &gaze {
+                    Some(g) => {
+                        let dt = g.dt_ns.unsigned_abs();
+                        Counters::add(&counters.gaze_dt_abs_sum_ns, dt);
+                        counters.gaze_dt_abs_max_ns.fetch_max(dt, Ordering::Relaxed);
+                    }
+                    None => Counters::add(&counters.frames_without_gaze, 1),
                 }
                 let packet = FramePacket { frame, meta, gaze };
                 if !out.send(packet, &counters.drops_process_edge) {

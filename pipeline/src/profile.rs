@@ -204,6 +204,9 @@ pub struct Counters {
     pub imu_samples: AtomicU64,
     /// Frames for which no gaze sample was available to match.
     pub frames_without_gaze: AtomicU64,
+    /// Sum and maximum of |gaze time - frame time| over matched frames, in nanoseconds.
+    pub gaze_dt_abs_sum_ns: AtomicU64,
+    pub gaze_dt_abs_max_ns: AtomicU64,
 }
 
 impl Counters {
@@ -227,6 +230,8 @@ impl Counters {
             gaze_samples: g(&self.gaze_samples),
             imu_samples: g(&self.imu_samples),
             frames_without_gaze: g(&self.frames_without_gaze),
+            gaze_dt_abs_sum_ns: g(&self.gaze_dt_abs_sum_ns),
+            gaze_dt_abs_max_ns: g(&self.gaze_dt_abs_max_ns),
         }
     }
 }
@@ -246,12 +251,25 @@ pub struct CounterSnapshot {
     pub gaze_samples: u64,
     pub imu_samples: u64,
     pub frames_without_gaze: u64,
+    pub gaze_dt_abs_sum_ns: u64,
+    pub gaze_dt_abs_max_ns: u64,
 }
 
 impl CounterSnapshot {
     /// Frames lost inside the pipeline (both edges).
     pub fn dropped(&self) -> u64 {
         self.drops_process_edge + self.drops_preview_edge
+    }
+
+    /// Mean |gaze time - frame time| of matched frames, in milliseconds.
+    pub fn gaze_dt_abs_mean_ms(&self) -> f64 {
+        let matched = self
+            .frames_acquired
+            .saturating_sub(self.frames_without_gaze);
+        if matched == 0 {
+            return 0.0;
+        }
+        self.gaze_dt_abs_sum_ns as f64 / matched as f64 / 1e6
     }
 }
 

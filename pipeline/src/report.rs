@@ -188,6 +188,7 @@ impl RunReport {
         format!(
             "{}\n\n{}\n\nframes: {} acquired, {} processed, {} displayed, {} dropped ({:.2} %), \
              {} duplicates skipped, {} skipped by reduced processing, {} paused\n\
+             gaze: {} samples, {} frames without gaze, frame-gaze |dt| mean {:.2} ms, max {:.2} ms\n\
              cpu: {:.3} CPU-s per stream-s ({:.1} % of one core) over {:.1} s of stream; \
              peak RSS {:.1} MB\n",
             phases.build().with(Style::rounded()),
@@ -200,6 +201,10 @@ impl RunReport {
             f.duplicates_skipped,
             f.reduced_skipped,
             f.paused_skipped,
+            f.gaze_samples,
+            f.frames_without_gaze,
+            f.gaze_dt_abs_mean_ms(),
+            f.gaze_dt_abs_max_ns as f64 / 1e6,
             self.cpu.per_stream_second,
             self.cpu.percent_of_one_core,
             self.stream_seconds,

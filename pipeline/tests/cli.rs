@@ -50,6 +50,11 @@ fn a_run_writes_a_complete_report() {
         "frozen segment"
     );
     assert!(r["frames"]["gaze_samples"].as_u64().unwrap() >= 1900);
+    // 200 Hz gaze delivered in device-time order: the official rule pairs each frame with the
+    // newest older sample, at most one gaze period away.
+    let dt_max = r["frames"]["gaze_dt_abs_max_ns"].as_u64().unwrap();
+    assert!(dt_max <= 5_000_000, "gaze dt max {dt_max} ns");
+    assert!(r["frames"]["frames_without_gaze"].as_u64().unwrap() <= 1);
     for phase in ["acquire", "process", "preview", "overlay", "end_to_end"] {
         let p = r["phases"]
             .as_array()
