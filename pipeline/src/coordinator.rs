@@ -460,6 +460,8 @@ struct PreviewState {
     scaled_from: Option<Processed>,
     pool: FramePool,
     fps: FpsMeter,
+    /// Resizes done (a duplicate frame reuses the last one).
+    scales: u64,
 }
 
 fn preview_stage(
@@ -479,6 +481,7 @@ fn preview_stage(
         scaled_from: None,
         pool: FramePool::new(4),
         fps: FpsMeter::default(),
+        scales: 0,
     };
     loop {
         let job = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -546,6 +549,7 @@ fn render(
     if !reuse {
         st.scaler.scale(&src, &mut st.scaled, w, h)?;
         st.scaled_from = Some(job.processed.clone());
+        st.scales += 1;
     }
     // The display owns its frame; gray gets colour only here, at preview size (lazy colour).
     let out_format = match st.scaled.format() {
@@ -637,6 +641,86 @@ mod tests {
         assert!(e.send(1, &drops));
         drop(rx);
         assert!(!e.send(2, &drops));
+    }
+
+    fn job(processed: &Processed, x: f32, duplicate: bool) -> PreviewJob {
+        let time = crate::time::UnixNanos(1_000);
+        PreviewJob {
+            processed: processed.clone(),
+            meta: FrameMeta {
+                device_time: time,
+                capture_mono: MonoNanos::now(),
+                received_mono: MonoNanos::now(),
+                camera_index: 1,
+                wait_ns: 0,
+            },
+            gaze: Some(MatchedGaze {
+                sample: crate::sensors::GazeSample {
+                    time,
+                    x,
+                    y: 600.0,
+                    worn: true,
+                },
+                dt_ns: 0,
+            }),
+            duplicate,
+        }
+    }
+
+    #[test]
+    fn a_duplicate_reuses_the_scaled_image_but_moves_the_gaze_marker() {
+        let cfg = PipelineConfig::default();
+        let mut raw = Frame::new(PixelFormat::I420, 1600, 1200);
+        raw.data_mut()
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i % 251) as u8);
+        let processed = Processed {
+            frame: Arc::new(raw),
+            top: 0,
+            height: 1200,
+        };
+        let mut st = PreviewState {
+            scaler: Scaler::new(cfg.toggles.resize),
+            overlay: Overlay::new(cfg.toggles.overlay, cfg.overlay_style.clone()).unwrap(),
+            scaled: Frame::new(PixelFormat::Gray8, 1, 1),
+            scaled_from: None,
+            pool: FramePool::new(4),
+            fps: FpsMeter::default(),
+            scales: 0,
+        };
+        let mut profile = StageProfile::new(true);
+        let control = Control::default();
+        let a = render(
+            &mut st,
+            &job(&processed, 400.0, false),
+            &cfg,
+            1600.0,
+            &mut profile,
+            &control,
+        )
+        .unwrap();
+        let b = render(
+            &mut st,
+            &job(&processed, 1200.0, true),
+            &cfg,
+            1600.0,
+            &mut profile,
+            &control,
+        )
+        .unwrap();
+        assert_eq!(st.scales, 1, "the duplicate was not scaled again");
+        assert_eq!((a.width(), a.height()), (480, 360));
+        // The marker moved from x=120 to x=360 in preview pixels: the pixels there differ.
+        let y = 180;
+        let row_a = a.plane(0).row(y);
+        let row_b = b.plane(0).row(y);
+        assert_ne!(row_a[100..140], row_b[100..140]);
+        assert_ne!(row_a[340..380], row_b[340..380]);
+        // Away from both markers and the HUD the image is the same.
+        assert_eq!(row_a[200..300], row_b[200..300]);
+        assert_eq!(profile.count(Phase::Preview), 2);
+        assert_eq!(profile.count(Phase::Overlay), 2);
     }
 
     #[test]
