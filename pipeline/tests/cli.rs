@@ -74,25 +74,20 @@ fn a_run_writes_a_complete_report() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-#[test]
-fn baseline_preset_and_overrides_are_reported() {
-    let dir = tmp("baseline");
+/// Runs `eyetrack run --quiet --report F` with extra flags and returns the parsed report.
+fn quiet_run(name: &str, args: &[&str]) -> serde_json::Value {
+    let dir = tmp(name);
     let report = dir.join("r.json");
     let out = eyetrack()
         .args([
             "run",
-            "--duration",
-            "1s",
             "--as-fast-as-possible",
             "--resolution",
             "320x240",
-            "--preset",
-            "baseline",
-            "--resize",
-            "area",
             "--quiet",
-            "--report",
         ])
+        .args(args)
+        .arg("--report")
         .arg(&report)
         .output()
         .unwrap();
@@ -102,42 +97,48 @@ fn baseline_preset_and_overrides_are_reported() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout.is_empty(), "--quiet prints nothing");
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let r = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+    r
+}
+
+#[test]
+fn baseline_preset_and_overrides_are_reported() {
+    let r = quiet_run(
+        "baseline",
+        &[
+            "--duration",
+            "1s",
+            "--preset",
+            "baseline",
+            "--resize",
+            "area",
+        ],
+    );
     assert_eq!(r["toggles"]["color_path"], "bgr");
     assert_eq!(r["toggles"]["overlay"], "draw");
     assert_eq!(r["toggles"]["resize"], "area");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn hidden_preview_reduces_processing() {
-    let dir = tmp("hidden");
-    let report = dir.join("r.json");
-    let out = eyetrack()
-        .args([
-            "run",
-            "--duration",
-            "2s",
-            "--as-fast-as-possible",
-            "--resolution",
-            "320x240",
-            "--preview",
-            "hidden",
-            "--quiet",
-            "--report",
-        ])
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let r = quiet_run("hidden", &["--duration", "2s", "--preview", "hidden"]);
     assert_eq!(r["frames"]["frames_processed"], 6);
     assert_eq!(r["frames"]["reduced_skipped"], 54);
-    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn every_source_format_runs() {
+    for format in ["gray", "bgr", "rgba", "bgra", "tiled"] {
+        for preset in ["optimized", "baseline"] {
+            let r = quiet_run(
+                &format!("{format}-{preset}"),
+                &["--duration", "1s", "--format", format, "--preset", preset],
+            );
+            assert_eq!(r["frames"]["frames_displayed"], 30, "{format} {preset}");
+            assert!(r["error"].is_null(), "{format} {preset}: {}", r["error"]);
+        }
+    }
 }
 
 fn assert_usage_error(args: &[&str], needle: &str) {
