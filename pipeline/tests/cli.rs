@@ -128,6 +128,34 @@ fn hidden_preview_reduces_processing() {
 }
 
 #[test]
+fn snapshot_saves_the_last_preview_frame() {
+    let dir = tmp("snapshot");
+    let snap = dir.join("s.ppm");
+    let out = eyetrack()
+        .args([
+            "run",
+            "--duration",
+            "1s",
+            "--as-fast-as-possible",
+            "--quiet",
+        ])
+        .args(["--resolution", "800x600", "--snapshot"])
+        .arg(&snap)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&snap).unwrap();
+    let header = b"P6\n480 360\n255\n";
+    assert_eq!(&bytes[..header.len()], header);
+    assert_eq!(bytes.len(), header.len() + 480 * 360 * 3);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn every_source_format_runs() {
     for format in ["gray", "bgr", "rgba", "bgra", "tiled"] {
         for preset in ["optimized", "baseline"] {

@@ -194,6 +194,9 @@ struct RunArgs {
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Save the last display-ready preview frame (with overlay) as a PPM image.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
     /// Turn the per-phase profiler off (to measure its own cost).
     #[arg(long)]
     no_profile: bool,
@@ -342,8 +345,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if live {
         eprint!("\r\x1b[2K");
     }
+    let latest = Arc::clone(running.latest_preview());
     let outcome = running.wait();
     let resources = monitor.stop();
+    if let Some(path) = &args.snapshot {
+        let (frame, _) = latest
+            .get()
+            .context("no preview frame was displayed, so there is no snapshot")?;
+        write_ppm(path, &frame)?;
+    }
     let report = RunReport::build(
         &outcome,
         ReportInputs {
@@ -372,6 +382,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("the run ended early: {e}");
     }
     Ok(())
+}
+
+/// Writes a frame as binary PPM (RGB), converting from whatever the preview holds.
+fn write_ppm(path: &std::path::Path, frame: &pipeline::frame::Frame) -> anyhow::Result<()> {
+    use pipeline::frame::{Frame, PixelFormat};
+    let mut bgr = Frame::new(PixelFormat::Bgr24, 1, 1);
+    pipeline::color::convert(&frame.view(), &mut bgr, PixelFormat::Bgr24)
+        .context("converting the snapshot")?;
+    let mut out = format!("P6\n{} {}\n255\n", bgr.width(), bgr.height()).into_bytes();
+    let plane = bgr.plane(0);
+    for y in 0..plane.height {
+        for px in plane.row(y).chunks_exact(3) {
+            out.extend_from_slice(&[px[2], px[1], px[0]]);
+        }
+    }
+    std::fs::write(path, out).with_context(|| format!("writing snapshot {}", path.display()))
 }
 
 /// Fails before streaming if the report cannot be written, rather than after the run.
