@@ -81,8 +81,8 @@ pub enum PreviewError {
 /// counts fixed at compile time). `bilinear` runs horizontal-first on only the two source rows
 /// an output row needs: each output pixel's two adjacent source pixels are copied as one word,
 /// weighted into a cached Q7 row (consecutive output rows sharing a source row reuse it), and
-/// the two rows are blended. Overflow bounds are proven at [`Plan::run_area`] and
-/// [`Plan::run_bilinear`]. On x86_64 the same code is also compiled for AVX2 and chosen at run
+/// the two rows are blended. Overflow bounds are proven at `Plan::run_area` and
+/// `Plan::run_bilinear`. On x86_64 the same code is also compiled for AVX2 and chosen at run
 /// time (SSE2 is the baseline); aarch64 uses NEON as is. Nothing is allocated per frame once the
 /// geometry is known (`tests/preview_alloc.rs`).
 ///
