@@ -128,14 +128,23 @@ impl MarkerCache {
     }
 
     pub fn get(&mut self, key: MarkerKey) -> &MarkerEntry {
+        self.lookup(key, true)
+    }
+
+    /// Makes sure `key` is cached (and most recently used) without counting a hit or miss.
+    pub fn warm(&mut self, key: MarkerKey) {
+        self.lookup(key, false);
+    }
+
+    fn lookup(&mut self, key: MarkerKey, count: bool) -> &MarkerEntry {
         self.clock += 1;
         let idx = match self.entries.iter().position(|e| e.key == key) {
             Some(i) => {
-                self.hits += 1;
+                self.hits += u64::from(count);
                 i
             }
             None => {
-                self.misses += 1;
+                self.misses += u64::from(count);
                 let i = if self.entries.len() < MARKER_CACHE_CAP {
                     self.entries.push(MarkerEntry {
                         key,

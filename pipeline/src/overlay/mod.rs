@@ -2,9 +2,11 @@
 //! rasterizing every frame (`draw`) or by blitting cached alpha sprites (`sprite`).
 //!
 //! Both modes are pixel-identical by construction: they share one coverage function per
-//! element (marker: `marker::MarkerKey::alpha_at`; glyphs: ab_glyph at integer origins), one
-//! float-to-alpha quantization and one blend path (`blend::blit`). Only *when* the coverage is
-//! computed differs: per frame in `draw`, once per visual key in `sprite`.
+//! element (marker: `marker::MarkerKey::alpha_at`; glyphs: the cached, pre-scaled ab_glyph
+//! outline at an integer origin fed to one reused `ab_glyph_rasterizer::Rasterizer`, exactly as
+//! `OutlinedGlyph::draw` does), one float-to-alpha quantization and one blend path
+//! (`blend::blit`). Only *when* the coverage is computed differs: per frame in `draw`, once per
+//! visual key in `sprite`.
 //!
 //! Format rules:
 //! - I420: luma blends at full resolution; each chroma sample blends the colour's U/V with the
@@ -15,9 +17,13 @@
 //! - Gray8: [`OverlayError::NeedsColour`]; the caller converts first ("lazy colour": gray stays
 //!   gray until a stage needs colour).
 //!
-//! Steady-state sprite mode allocates nothing. Draw mode reuses its own buffers, but ab_glyph
-//! allocates internally for every outlined glyph (outline curves and its rasterizer buffer);
-//! that per-frame cost is part of what `draw` measures against `sprite`.
+//! Neither mode allocates per frame. [`Overlay::new`] and [`Overlay::set_style`] pre-warm
+//! everything a normal stream needs: the outlines of all printable ASCII characters (0x20..=0x7E)
+//! at the HUD size (plus their masks in sprite mode), pinned in the glyph cache so they are
+//! never evicted, and in sprite mode both the worn and the not-worn marker sprite of the current
+//! style. Draw mode still rasterizes every glyph and evaluates the marker every frame, into
+//! buffers sized at pre-warm time. Characters outside printable ASCII are cached lazily: their
+//! first appearance (or the first after eviction from the remaining LRU slots) allocates once.
 
 mod blend;
 mod hud;
@@ -126,7 +132,11 @@ pub struct Hud<'a> {
     pub state: &'a str,
 }
 
-/// Sprite cache counters for reports; all zero in draw mode.
+/// Cache counters for reports. Marker counters are all zero in draw mode (it evaluates the
+/// marker per pixel); glyph counters count the glyph cache, which holds outlines in both modes
+/// (and masks in sprite mode). Pre-warming in [`Overlay::new`] / [`Overlay::set_style`] counts
+/// as neither a hit nor a miss, so misses in a stream of ASCII text and the style's two marker
+/// colours stay at zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CacheStats {
     /// Marker sprite lookups served from the cache.
@@ -136,7 +146,7 @@ pub struct CacheStats {
     pub entries: usize,
     pub glyph_hits: u64,
     pub glyph_misses: u64,
-    /// Glyphs held (at most [`GLYPH_CACHE_CAP`]).
+    /// Glyphs held (at most [`GLYPH_CACHE_CAP`]; the 95 printable ASCII ones always).
     pub glyph_entries: usize,
 }
 
@@ -160,12 +170,39 @@ pub struct Overlay {
 impl Overlay {
     pub fn new(mode: OverlayMode, style: OverlayStyle) -> Result<Self, OverlayError> {
         style.validate()?;
-        Ok(Overlay {
+        let mut overlay = Overlay {
             mode,
-            hud: HudRenderer::new(style.hud_px)?,
+            hud: HudRenderer::new(style.hud_px, mode)?,
             style,
             markers: MarkerCache::new(),
-        })
+        };
+        overlay.warm_markers();
+        Ok(overlay)
+    }
+
+    fn marker_key(&self, worn: bool) -> MarkerKey {
+        MarkerKey {
+            shape: self.style.shape,
+            radius: self.style.radius,
+            thickness: self.style.thickness,
+            dot_radius: self.style.dot_radius,
+            colour: if worn {
+                self.style.worn
+            } else {
+                self.style.not_worn
+            },
+        }
+    }
+
+    /// Sprite mode: renders the current style's worn and not-worn sprites now, so neither is
+    /// first drawn (and allocated) mid-stream. Not counted as cache hits or misses.
+    fn warm_markers(&mut self) {
+        if self.mode == OverlayMode::Sprite {
+            for worn in [true, false] {
+                let key = self.marker_key(worn);
+                self.markers.warm(key);
+            }
+        }
     }
 
     pub fn mode(&self) -> OverlayMode {
@@ -177,11 +214,13 @@ impl Overlay {
     }
 
     /// Restyles without dropping the marker cache: switching back to an earlier style is a hit.
-    /// A new `hud_px` empties the glyph cache.
+    /// Pre-warms the new style's worn and not-worn sprites (sprite mode). A new `hud_px` empties
+    /// the glyph cache and pre-warms printable ASCII at the new size.
     pub fn set_style(&mut self, style: OverlayStyle) -> Result<(), OverlayError> {
         style.validate()?;
         self.hud.set_px(style.hud_px);
         self.style = style;
+        self.warm_markers();
         Ok(())
     }
 
@@ -198,17 +237,7 @@ impl Overlay {
         y: f32,
         worn: bool,
     ) -> Result<(), OverlayError> {
-        let key = MarkerKey {
-            shape: self.style.shape,
-            radius: self.style.radius,
-            thickness: self.style.thickness,
-            dot_radius: self.style.dot_radius,
-            colour: if worn {
-                self.style.worn
-            } else {
-                self.style.not_worn
-            },
-        };
+        let key = self.marker_key(worn);
         let paint = Paint::new(key.colour, frame.format())?;
         let half = key.half();
         let Some((cx, cy)) = centre(x, y, half, frame.width(), frame.height()) else {

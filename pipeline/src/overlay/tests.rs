@@ -176,6 +176,9 @@ fn golden_image_file() {
 #[test]
 fn marker_cache_is_bounded_lru_and_hits() {
     let mut o = Overlay::new(OverlayMode::Sprite, OverlayStyle::default()).unwrap();
+    // pre-warmed: worn and not-worn sprites, neither a hit nor a miss
+    let s = o.cache_stats();
+    assert_eq!((s.hits, s.misses, s.entries), (0, 0, 2));
     let mut f = background(PixelFormat::Bgr24, 64, 48);
     for r in 1..=100 {
         let style = OverlayStyle {
@@ -183,68 +186,143 @@ fn marker_cache_is_bounded_lru_and_hits() {
             ..OverlayStyle::default()
         };
         o.set_style(style).unwrap();
-        o.draw_gaze(&mut f, 30.0, 20.0, true).unwrap();
+        o.draw_gaze(&mut f, 30.0, 20.0, r % 2 == 0).unwrap();
         assert!(o.cache_stats().entries <= MARKER_CACHE_CAP);
     }
     let s = o.cache_stats();
-    assert_eq!((s.misses, s.hits, s.entries), (100, 0, MARKER_CACHE_CAP));
-    // radius 100 is cached: 50 redraws are all hits
-    for _ in 0..50 {
-        o.draw_gaze(&mut f, 30.0, 20.0, true).unwrap();
+    assert_eq!((s.misses, s.hits, s.entries), (0, 100, MARKER_CACHE_CAP));
+    // radius 100 is cached in both colours: 50 redraws are all hits
+    for i in 0..50 {
+        o.draw_gaze(&mut f, 30.0, 20.0, i % 2 == 0).unwrap();
     }
-    assert_eq!(o.cache_stats().hits, 50);
-    assert_eq!(o.cache_stats().misses, 100);
-
-    // LRU: cache holds radii 81..=100; touch 81, add 101 -> 82 (least recent) goes, 81 stays
-    let with_radius = |radius| OverlayStyle {
-        radius,
-        ..OverlayStyle::default()
-    };
-    for r in [81, 101, 81] {
-        o.set_style(with_radius(r)).unwrap();
-        o.draw_gaze(&mut f, 30.0, 20.0, true).unwrap();
-    }
-    let s = o.cache_stats();
-    assert_eq!((s.hits, s.misses), (52, 101));
-    o.set_style(with_radius(82)).unwrap();
-    o.draw_gaze(&mut f, 30.0, 20.0, true).unwrap();
-    assert_eq!(o.cache_stats().misses, 102);
-    assert!(o.cache_stats().entries <= MARKER_CACHE_CAP);
-}
-
-#[test]
-fn glyph_cache_hits_after_first_hud() {
-    let mut o = Overlay::new(OverlayMode::Sprite, OverlayStyle::default()).unwrap();
-    let mut f = background(PixelFormat::I420, 320, 40);
-    let hud = Hud {
-        fps: 30.0,
-        frame_index: 1,
-        state: "streaming",
-    };
-    o.draw_hud(&mut f, &hud).unwrap();
-    let first = o.cache_stats();
-    assert!(first.glyph_misses > 0 && first.glyph_entries <= GLYPH_CACHE_CAP);
-    o.draw_hud(&mut f, &hud).unwrap();
-    let second = o.cache_stats();
-    assert_eq!(second.glyph_misses, first.glyph_misses);
-    assert!(second.glyph_hits > first.glyph_hits);
-    // many distinct characters stay bounded
-    let many: String = (0x21u8..0x7f).map(char::from).chain('À'..='ÿ').collect();
-    let hud = Hud {
-        fps: 1.0,
-        frame_index: 2,
-        state: &many,
-    };
-    let mut wide = background(PixelFormat::Bgr24, 4000, 24);
-    o.draw_hud(&mut wide, &hud).unwrap();
-    assert!(o.cache_stats().glyph_entries <= GLYPH_CACHE_CAP);
-    // a new font size starts over
+    assert_eq!((o.cache_stats().hits, o.cache_stats().misses), (150, 0));
+    // switching back to a cached style keeps hitting
     o.set_style(OverlayStyle {
-        hud_px: 12.0,
+        radius: 95,
         ..OverlayStyle::default()
     })
     .unwrap();
-    assert_eq!(o.cache_stats().glyph_entries, 0);
+    o.draw_gaze(&mut f, 30.0, 20.0, false).unwrap();
+    assert_eq!((o.cache_stats().hits, o.cache_stats().misses), (151, 0));
+}
+
+#[test]
+fn marker_cache_evicts_least_recently_used() {
+    let key = |radius| marker::MarkerKey {
+        shape: MarkerShape::Circle,
+        radius,
+        thickness: 2,
+        dot_radius: 2,
+        colour: Rgb { r: 1, g: 2, b: 3 },
+    };
+    let mut c = marker::MarkerCache::new();
+    for r in 1..=MARKER_CACHE_CAP as u32 {
+        c.get(key(r));
+    }
+    assert_eq!(
+        (c.hits, c.misses, c.len()),
+        (0, MARKER_CACHE_CAP as u64, MARKER_CACHE_CAP)
+    );
+    // touch 1, add a new key -> 2 (least recent) goes, 1 stays
+    c.get(key(1));
+    c.get(key(100));
+    assert_eq!(c.len(), MARKER_CACHE_CAP);
+    let misses = c.misses;
+    c.get(key(1));
+    assert_eq!(c.misses, misses, "1 was evicted");
+    c.get(key(2));
+    assert_eq!(c.misses, misses + 1, "2 was kept");
+    // warming counts nothing but makes the key most recent
+    let (hits, misses) = (c.hits, c.misses);
+    c.warm(key(3));
+    c.warm(key(3));
+    assert_eq!((c.hits, c.misses), (hits, misses));
+}
+
+#[test]
+fn draw_mode_keeps_no_marker_sprites() {
+    let mut o = Overlay::new(OverlayMode::Draw, OverlayStyle::default()).unwrap();
+    let mut f = background(PixelFormat::Bgr24, 64, 48);
+    o.draw_gaze(&mut f, 30.0, 20.0, true).unwrap();
+    o.draw_gaze(&mut f, 30.0, 20.0, false).unwrap();
+    let s = o.cache_stats();
+    assert_eq!((s.hits, s.misses, s.entries), (0, 0, 0));
+}
+
+#[test]
+fn glyph_cache_prewarms_ascii_and_bounds_the_rest() {
+    const ASCII: usize = 0x7f - 0x20;
+    for mode in [OverlayMode::Sprite, OverlayMode::Draw] {
+        let mut o = Overlay::new(mode, OverlayStyle::default()).unwrap();
+        let s = o.cache_stats();
+        assert_eq!(
+            (s.glyph_hits, s.glyph_misses, s.glyph_entries),
+            (0, 0, ASCII)
+        );
+        let mut f = background(PixelFormat::I420, 320, 40);
+        let ascii: String = (0x20u8..0x7f).map(char::from).collect();
+        let hud = Hud {
+            fps: 30.0,
+            frame_index: 1,
+            state: &ascii,
+        };
+        let mut wide = background(PixelFormat::Bgr24, 4000, 24);
+        o.draw_hud(&mut wide, &hud).unwrap();
+        let first = o.cache_stats();
+        assert_eq!(first.glyph_misses, 0, "{mode:?}: ASCII is pre-warmed");
+        assert!(first.glyph_hits > ASCII as u64);
+        assert_eq!(first.glyph_entries, ASCII);
+        // many distinct non-ASCII characters: cached lazily, bounded, ASCII never evicted
+        let many: String = ('À'..='ÿ').chain(ascii.chars()).collect();
+        let hud = Hud {
+            fps: 1.0,
+            frame_index: 2,
+            state: &many,
+        };
+        o.draw_hud(&mut wide, &hud).unwrap();
+        let s = o.cache_stats();
+        assert_eq!(s.glyph_misses, ('À'..='ÿ').count() as u64, "{mode:?}");
+        assert_eq!(s.glyph_entries, GLYPH_CACHE_CAP);
+        let hud = Hud {
+            fps: 30.0,
+            frame_index: 1234,
+            state: "streaming (repeat)",
+        };
+        o.draw_hud(&mut f, &hud).unwrap();
+        assert_eq!(o.cache_stats().glyph_misses, s.glyph_misses, "{mode:?}");
+        // a new font size starts over, pre-warmed again
+        o.set_style(OverlayStyle {
+            hud_px: 12.0,
+            ..OverlayStyle::default()
+        })
+        .unwrap();
+        assert_eq!(o.cache_stats().glyph_entries, ASCII);
+    }
+}
+
+#[test]
+fn draw_equals_sprite_for_all_ascii_and_other_sizes() {
+    let ascii: String = (0x20u8..0x7f).map(char::from).collect();
+    for hud_px in [7.5, 16.0, 23.0] {
+        let style = OverlayStyle {
+            hud_px,
+            ..OverlayStyle::default()
+        };
+        for state in [ascii.as_str(), "ÀÉîøü €"] {
+            let one = |o: &mut Overlay, f: &mut Frame| {
+                let hud = Hud {
+                    fps: 12.3,
+                    frame_index: 98_765,
+                    state,
+                };
+                o.draw_hud(f, &hud).unwrap();
+            };
+            let size = (2400, 40);
+            let a = render(OverlayMode::Draw, &style, PixelFormat::Bgr24, size, one);
+            let b = render(OverlayMode::Sprite, &style, PixelFormat::Bgr24, size, one);
+            assert_eq!(a.data(), b.data(), "{hud_px} {state}");
+        }
+    }
 }
 
 #[test]
