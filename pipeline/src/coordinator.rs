@@ -208,11 +208,12 @@ struct PreviewJob {
 impl RunningPipeline {
     /// Starts the stage threads on `source`.
     pub fn start(
-        source: Box<dyn Source>,
+        mut source: Box<dyn Source>,
         cfg: PipelineConfig,
         control: Arc<Control>,
     ) -> Result<Self, PipelineError> {
         let info = source.info();
+        source.reserve_in_flight(frames_in_flight(&cfg));
         let counters = Arc::new(Counters::default());
         let latest = Arc::new(LatestPreview::default());
         // Built here so a bad style is an error before any thread starts.
@@ -333,6 +334,13 @@ impl RunningPipeline {
             frame_errors,
         }
     }
+}
+
+/// Source frames the stages can hold at once: the process queue, one in the acquire stage's
+/// hand, one being processed, the duplicate detector's last result, one on the preview edge,
+/// one being rendered, and the preview's last scaled source.
+fn frames_in_flight(cfg: &PipelineConfig) -> usize {
+    cfg.process_queue.max(1) + 6
 }
 
 fn spawn(
@@ -479,7 +487,8 @@ fn preview_stage(
         overlay,
         scaled: Frame::new(PixelFormat::Gray8, 1, 1),
         scaled_from: None,
-        pool: FramePool::new(4),
+        // The published preview and the one being rendered, plus one for a reader of the latest.
+        pool: FramePool::new(3),
         fps: FpsMeter::default(),
         scales: 0,
     };

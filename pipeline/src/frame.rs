@@ -429,24 +429,30 @@ impl Frame {
 ///
 /// The pool is owned by the producing thread; consumers on other threads only hold clones of
 /// the `Arc`. A slot is free again when its strong count is back to one, so recycling needs no
-/// lock and no allocation.
+/// lock and no allocation. The first time it runs dry it allocates all of its expected
+/// capacity at once, so a stage that knows how many frames can be in flight never grows its
+/// pool mid-stream.
 #[derive(Debug)]
 pub struct FramePool {
     slots: Vec<Arc<Frame>>,
+    capacity: usize,
     allocations: u64,
 }
 
 impl FramePool {
-    /// `capacity` is the number of frames expected in flight; it only sizes the slot list.
+    /// `capacity` is the number of frames this producer can have in flight at once.
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         FramePool {
-            slots: Vec::with_capacity(capacity.max(1)),
+            slots: Vec::with_capacity(capacity),
+            capacity,
             allocations: 0,
         }
     }
 
     /// Takes a frame nobody else holds, reshapes it, lets `fill` write it and hands it out.
-    /// Allocates only while the pool warms up (or when consumers hold more frames than ever).
+    /// Allocates only on first use (the whole capacity) or when consumers hold more frames
+    /// than the capacity allows for.
     pub fn fill<E>(
         &mut self,
         format: PixelFormat,
@@ -461,9 +467,14 @@ impl FramePool {
         {
             Some(i) => i,
             None => {
-                self.allocations += 1;
-                self.slots.push(Arc::new(Frame::new(format, width, height)));
-                self.slots.len() - 1
+                let first_new = self.slots.len();
+                let target = if first_new < self.capacity {
+                    self.capacity
+                } else {
+                    first_new + 1
+                };
+                self.grow(target, format, width, height);
+                first_new
             }
         };
         let slot = &mut self.slots[idx];
@@ -471,6 +482,25 @@ impl FramePool {
         frame.reset(format, width, height);
         fill(frame)?;
         Ok(Arc::clone(slot))
+    }
+
+    fn grow(&mut self, frames: usize, format: PixelFormat, width: usize, height: usize) {
+        while self.slots.len() < frames {
+            self.allocations += 1;
+            self.slots.push(Arc::new(Frame::new(format, width, height)));
+        }
+    }
+
+    /// Makes sure at least `frames` buffers of this shape exist, so a pipeline that knows how
+    /// many frames it can hold in flight never grows the pool mid-stream.
+    pub fn preallocate(&mut self, frames: usize, format: PixelFormat, width: usize, height: usize) {
+        for slot in self.slots.iter_mut() {
+            if let Some(f) = Arc::get_mut(slot) {
+                f.reset(format, width, height);
+            }
+        }
+        self.capacity = self.capacity.max(frames);
+        self.grow(frames, format, width, height);
     }
 
     /// Frames allocated so far: flat after warm-up in a healthy pipeline.
@@ -564,8 +594,23 @@ mod tests {
     }
 
     #[test]
+    fn preallocated_pool_does_not_grow_up_to_its_size() {
+        let mut pool = FramePool::new(2);
+        pool.preallocate(3, PixelFormat::I420, 16, 16);
+        assert_eq!(pool.allocations(), 3);
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                pool.fill::<()>(PixelFormat::I420, 16, 16, |_| Ok(()))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(pool.allocations(), 3);
+        drop(held);
+    }
+
+    #[test]
     fn pool_recycles_once_consumers_drop() {
-        let mut pool = FramePool::new(4);
+        let mut pool = FramePool::new(2);
         let a = pool
             .fill::<()>(PixelFormat::Gray8, 8, 8, |_| Ok(()))
             .unwrap();
@@ -581,5 +626,22 @@ mod tests {
         assert_eq!(pool.allocations(), 2);
         assert_eq!(Arc::as_ptr(&c), a_ptr);
         drop((b, c));
+    }
+
+    #[test]
+    fn pool_allocates_its_capacity_at_once_then_grows_one_by_one() {
+        let mut pool = FramePool::new(3);
+        let a = pool
+            .fill::<()>(PixelFormat::Gray8, 4, 4, |_| Ok(()))
+            .unwrap();
+        assert_eq!(pool.allocations(), 3);
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                pool.fill::<()>(PixelFormat::Gray8, 4, 4, |_| Ok(()))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(pool.allocations(), 4, "one over capacity grows by one");
+        drop((a, held));
     }
 }

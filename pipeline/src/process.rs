@@ -73,7 +73,9 @@ impl Processor {
     pub fn new(cfg: ProcessConfig) -> Self {
         Processor {
             cfg,
-            pool: FramePool::new(8),
+            // The last result, one on the preview edge, one being rendered, the preview's last
+            // scaled source, and two while a frame is converted and copied.
+            pool: FramePool::new(6),
             dedupe: DuplicateDetector::new(),
             last: None,
             copies: 0,

@@ -59,14 +59,18 @@ fn steady_state_allocations(toggles: Toggles, format: SyntheticFormat) -> (u64, 
         width: 640,
         height: 480,
         format,
+        fps: 240.0,
         duration: Some(Duration::from_secs(60)),
-        paced: false,
+        paced: true,
         ..SyntheticConfig::default()
     })
     .expect("valid synthetic config");
+    // Paced, as a device delivers: every stage waits for its input from the first frame on.
+    // (crossbeam allocates once per thread and channel the first time a thread blocks; an
+    // offline run can first block at any time, which would put that one-off inside the window.)
     let cfg = PipelineConfig {
         toggles,
-        live: false,
+        live: true,
         ..PipelineConfig::default()
     };
     let control = Arc::new(Control::default());

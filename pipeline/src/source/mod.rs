@@ -42,6 +42,11 @@ pub struct SourceInfo {
 pub trait Source: Send {
     fn info(&self) -> SourceInfo;
     fn next_item(&mut self, profile: &mut StageProfile) -> Result<Option<SourceItem>, SourceError>;
+
+    /// The pipeline tells the source, before the first item, how many of its frames can be
+    /// held downstream at once, so a pooled source can allocate them all up front instead of
+    /// growing mid-stream.
+    fn reserve_in_flight(&mut self, _frames: usize) {}
 }
 
 #[derive(Debug, thiserror::Error)]
