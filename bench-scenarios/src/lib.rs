@@ -1,5 +1,11 @@
-//! bench-scenarios: runs the eyetrack pipeline through scenarios and optimization toggles and
-//! writes comparative reports. The runner arrives with its own issue; this crate builds now so
-//! the workspace layout is final.
+//! bench-scenarios: runs the eyetrack pipeline through the plan's scenarios and the optimization
+//! toggles, each variant in its own process, and writes comparative reports.
+
+pub mod aggregate;
+pub mod compare;
+pub mod html;
+pub mod runner;
+pub mod tables;
+pub mod variants;
 
 pub use pipeline;

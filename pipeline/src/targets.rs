@@ -74,7 +74,7 @@ pub fn documented() -> Vec<Target> {
     parse(TARGETS_TOML).unwrap_or_default()
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
@@ -96,7 +96,7 @@ impl Verdict {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TargetResult {
     #[serde(flatten)]
     pub target: Target,

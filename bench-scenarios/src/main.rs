@@ -1,0 +1,243 @@
+//! `bench-scenarios`: the command line of the scenario runner (`run`) and of the report
+//! comparison (`compare`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use bench_scenarios::runner::{self, Mode, Scenario, SuiteConfig, VariantSpec};
+use bench_scenarios::tables;
+use bench_scenarios::variants::{self, Sweep, Variant};
+use bench_scenarios::{compare, html};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bench-scenarios",
+    version,
+    about = "Which of the plan's optimizations help on this device, and are the targets met?"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run scenarios x variants (each run its own eyetrack process) and write a report folder.
+    Run(RunArgs),
+    /// Compare two suite reports (two builds or two devices); B is judged against A.
+    Compare(CompareArgs),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Duration::from_secs_f64(v),
+        Ok(_) => return Err(format!("duration '{s}' must be positive")),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("bad duration '{s}': {e}"))?,
+    };
+    if d.is_zero() {
+        return Err(format!("duration '{s}' must be positive"));
+    }
+    Ok(d)
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Scenarios to run (repeatable).
+    #[arg(long = "scenario", value_enum, default_values_t = [Scenario::Streaming])]
+    scenarios: Vec<Scenario>,
+    /// Frame source for every run.
+    #[arg(long, default_value = "synthetic")]
+    source: String,
+    /// Pixel format of the synthetic source (e.g. gray, to give lazy colour something to do).
+    #[arg(long)]
+    source_format: Option<String>,
+    /// Which variants to generate against the baseline.
+    #[arg(long, value_enum, default_value_t = Sweep::Full)]
+    sweep: Sweep,
+    /// An explicit variant, NAME=FLAGS (eyetrack run flags, on top of the baseline preset).
+    #[arg(long = "variant", value_parser = variants::parse_variant)]
+    variants: Vec<Variant>,
+    /// Stream length of each run (plan: 5-10 minutes on a device; seconds in CI).
+    #[arg(long, value_parser = parse_duration, default_value = "8s")]
+    duration: Duration,
+    /// Runs per variant, interleaved, so noise is measured.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// paced: real time; offline: as fast as possible.
+    #[arg(long, value_enum, default_value_t = Mode::Paced)]
+    mode: Mode,
+    /// Report folder (default: reports/run-<UTC time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The eyetrack binary (default: the one next to this binary).
+    #[arg(long)]
+    eyetrack: Option<PathBuf>,
+    /// A flamegraph per scenario x variant (first repeat) from in-process sampling.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    flamegraphs: OnOff,
+    /// No progress bar and no tables.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// The reference report.json.
+    a: PathBuf,
+    /// The report.json judged against it.
+    b: PathBuf,
+    /// Exit 1 if any variant uses more CPU than in A by more than this percentage, beyond the
+    /// repeat-to-repeat noise.
+    #[arg(long)]
+    fail_on_regression: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("bench-scenarios: {}", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Compare(args) => compare_cmd(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench-scenarios: error: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn default_out() -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "");
+    Path::new("reports").join(format!("run-{stamp}"))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let eyetrack = match args.eyetrack.clone() {
+        Some(p) => p,
+        None => runner::default_eyetrack().context(
+            "no eyetrack binary next to bench-scenarios: build both with \
+             `cargo build --release --bins`, or pass --eyetrack PATH",
+        )?,
+    };
+    let mut variants = variants::sweep(args.sweep);
+    for v in &args.variants {
+        anyhow::ensure!(
+            !variants.iter().any(|x| x.name == v.name),
+            "variant name '{}' is used twice",
+            v.name
+        );
+        variants.push(v.clone());
+    }
+    let cfg = SuiteConfig {
+        scenarios: args.scenarios.clone(),
+        variants: variants.iter().map(VariantSpec::from).collect(),
+        duration_s: args.duration.as_secs_f64(),
+        repeat: args.repeat as usize,
+        mode: args.mode,
+        source: args.source.clone(),
+        source_format: args.source_format.clone(),
+        flamegraphs: args.flamegraphs == OnOff::On,
+    };
+    let out = args.out.clone().unwrap_or_else(default_out);
+    let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = runner::run_suite(&eyetrack, &cfg, &out, progress)?;
+    let json = serde_json::to_string_pretty(&report)?;
+    let path = out.join("report.json");
+    std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    let html = out.join("index.html");
+    std::fs::write(&html, html::render(&report))
+        .with_context(|| format!("writing {}", html.display()))?;
+    if !args.quiet {
+        print!("{}", tables::targets_table(&report));
+        print!("{}", tables::variants_table(&report));
+        println!("report: {} and {}", path.display(), html.display());
+    }
+    let failed: usize = report
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.variants)
+        .map(|v| v.failed_runs)
+        .sum();
+    if failed > 0 {
+        let first = report
+            .scenarios
+            .iter()
+            .flat_map(|s| &s.variants)
+            .flat_map(|v| v.errors.iter().map(move |e| format!("{}: {e}", v.name)))
+            .next()
+            .unwrap_or_default();
+        eprintln!("bench-scenarios: {failed} run(s) failed; first: {first}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compare_cmd(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let a = compare::load(&args.a)?;
+    let b = compare::load(&args.b)?;
+    let rows = compare::compare(&a, &b);
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "the two reports share no scenario x variant to compare"
+    );
+    println!(
+        "{}",
+        compare::table(
+            &rows,
+            &args.a.display().to_string(),
+            &args.b.display().to_string()
+        )
+    );
+    if let Some(pct) = args.fail_on_regression {
+        let bad = compare::regressions(&rows, pct);
+        if !bad.is_empty() {
+            for r in &bad {
+                eprintln!(
+                    "bench-scenarios: regression: {} {} uses {:+.1} % CPU (limit {pct} %)",
+                    r.scenario, r.variant, r.change_percent
+                );
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

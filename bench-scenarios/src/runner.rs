@@ -1,0 +1,323 @@
+//! The scenario runner: runs every variant of every scenario as its own `eyetrack run` process,
+//! interleaved and repeated, and collects the per-run reports into a suite report.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{compare_to_baseline, summarize, RunSample, VariantSummary};
+use crate::variants::Variant;
+
+/// Scenarios of the plan's test protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    Streaming,
+    #[value(name = "recording-5fps")]
+    #[serde(rename = "recording-5fps")]
+    Recording5fps,
+    #[value(name = "recording-30fps")]
+    #[serde(rename = "recording-30fps")]
+    Recording30fps,
+    StartStopCycles,
+    NetworkInterruption,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Streaming => "streaming",
+            Scenario::Recording5fps => "recording-5fps",
+            Scenario::Recording30fps => "recording-30fps",
+            Scenario::StartStopCycles => "start-stop-cycles",
+            Scenario::NetworkInterruption => "network-interruption",
+        }
+    }
+
+    /// Extra `eyetrack run` flags, or why this build cannot run the scenario yet.
+    pub fn flags(self) -> Result<Vec<String>, String> {
+        match self {
+            Scenario::Streaming => Ok(vec![]),
+            Scenario::Recording5fps | Scenario::Recording30fps | Scenario::StartStopCycles => {
+                Err(format!(
+                    "scenario '{}' needs recording, which this build of eyetrack does not have yet",
+                    self.name()
+                ))
+            }
+            Scenario::NetworkInterruption => Err(
+                "scenario 'network-interruption' needs the Neon client and neon-sim, which this build does not have yet"
+                    .into(),
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Real time, what a device sees.
+    Paced,
+    /// As fast as possible (offline replay).
+    Offline,
+}
+
+/// Everything a suite run is asked to do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SuiteConfig {
+    pub scenarios: Vec<Scenario>,
+    pub variants: Vec<VariantSpec>,
+    pub duration_s: f64,
+    pub repeat: usize,
+    pub mode: Mode,
+    pub source: String,
+    /// Pixel format of the synthetic source (`--format`), e.g. gray to exercise lazy colour.
+    pub source_format: Option<String>,
+    pub flamegraphs: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VariantSpec {
+    pub name: String,
+    pub flags: Vec<String>,
+}
+
+impl From<&Variant> for VariantSpec {
+    fn from(v: &Variant) -> Self {
+        VariantSpec {
+            name: v.name.clone(),
+            flags: v.flags.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScenarioSummary {
+    pub scenario: String,
+    /// Baseline first.
+    pub variants: Vec<VariantSummary>,
+}
+
+/// Bumped on incompatible changes of the suite report.
+pub const SUITE_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SuiteReport {
+    pub schema_version: u32,
+    pub tool: serde_json::Value,
+    pub command_line: Vec<String>,
+    pub created_unix_s: u64,
+    pub wall_seconds: f64,
+    /// Platform capabilities of the machine (CPU model, kernel, cores, Pi model, ffmpeg).
+    pub environment: serde_json::Value,
+    /// `tool` of the eyetrack binary that ran the variants (version, git revision).
+    pub eyetrack: serde_json::Value,
+    pub config: SuiteConfig,
+    pub scenarios: Vec<ScenarioSummary>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("creating {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not start {path}: {source}")]
+    Spawn {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The `eyetrack` binary next to this one (both come out of one `cargo build --bins`).
+pub fn default_eyetrack() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.with_file_name("eyetrack");
+    candidate.is_file().then_some(candidate)
+}
+
+fn file_stem(variant: &str) -> String {
+    variant
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Runs the suite into `out` (created) and returns the report; each run's own report stays in
+/// `out/runs/`, flamegraphs in `out/flamegraphs/`.
+pub fn run_suite(
+    eyetrack: &Path,
+    cfg: &SuiteConfig,
+    out: &Path,
+    progress: bool,
+) -> Result<SuiteReport, RunnerError> {
+    let mut scenario_flags = Vec::new();
+    for s in &cfg.scenarios {
+        scenario_flags.push(s.flags().map_err(RunnerError::Unsupported)?);
+    }
+    if cfg.source != "synthetic" {
+        return Err(RunnerError::Unsupported(format!(
+            "source '{}' is not available in this build yet (only 'synthetic')",
+            cfg.source
+        )));
+    }
+    for dir in [out.to_path_buf(), out.join("runs"), out.join("flamegraphs")] {
+        std::fs::create_dir_all(&dir).map_err(|source| RunnerError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let started = std::time::Instant::now();
+    let total = (cfg.scenarios.len() * cfg.variants.len() * cfg.repeat) as u64;
+    let bar = if progress {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} runs  ETA {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.enable_steady_tick(Duration::from_millis(500));
+
+    // samples[scenario][variant] = (ok samples, run files, errors, flamegraph)
+    type Slot = (Vec<RunSample>, Vec<String>, Vec<String>, Option<String>);
+    let mut slots: Vec<Vec<Slot>> = cfg
+        .scenarios
+        .iter()
+        .map(|_| cfg.variants.iter().map(|_| Default::default()).collect())
+        .collect();
+    let mut eyetrack_tool = serde_json::Value::Null;
+
+    // Interleaved: A B C A B C ..., so slow drift (thermal, other load) hits every variant alike.
+    for rep in 1..=cfg.repeat {
+        for (si, scenario) in cfg.scenarios.iter().enumerate() {
+            for (vi, variant) in cfg.variants.iter().enumerate() {
+                bar.set_message(format!("{} {} #{rep}", scenario.name(), variant.name));
+                let stem = format!("{}--{}--r{rep}", scenario.name(), file_stem(&variant.name));
+                let report = out.join("runs").join(format!("{stem}.json"));
+                let flame = (cfg.flamegraphs && rep == 1).then(|| {
+                    out.join("flamegraphs").join(format!(
+                        "{}--{}.svg",
+                        scenario.name(),
+                        file_stem(&variant.name)
+                    ))
+                });
+                let mut cmd = Command::new(eyetrack);
+                cmd.args(["run", "--quiet", "--source", &cfg.source, "--duration"])
+                    .arg(format!("{}s", cfg.duration_s))
+                    .args(&scenario_flags[si])
+                    .args(&variant.flags)
+                    .arg("--report")
+                    .arg(&report)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                if cfg.mode == Mode::Offline {
+                    cmd.arg("--as-fast-as-possible");
+                }
+                if let Some(f) = &cfg.source_format {
+                    cmd.args(["--format", f]);
+                }
+                if let Some(f) = &flame {
+                    cmd.arg("--flamegraph").arg(f);
+                }
+                let output = cmd.output().map_err(|source| RunnerError::Spawn {
+                    path: eyetrack.display().to_string(),
+                    source,
+                })?;
+                let slot = &mut slots[si][vi];
+                let rel = format!("runs/{stem}.json");
+                if !output.status.success() {
+                    let msg = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+                    slot.2.push(format!("repeat {rep}: {msg}"));
+                } else {
+                    match RunSample::load(&report) {
+                        Ok(s) => {
+                            if eyetrack_tool.is_null() {
+                                eyetrack_tool = s.tool.clone();
+                            }
+                            slot.0.push(s);
+                            slot.1.push(rel);
+                            if let Some(f) = &flame {
+                                if f.is_file() {
+                                    slot.3 = Some(format!(
+                                        "flamegraphs/{}",
+                                        f.file_name()
+                                            .map(|n| n.to_string_lossy())
+                                            .unwrap_or_default()
+                                    ));
+                                }
+                            }
+                        }
+                        Err(e) => slot.2.push(format!("repeat {rep}: {e}")),
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    let scenarios = cfg
+        .scenarios
+        .iter()
+        .zip(slots)
+        .map(|(scenario, row)| {
+            let mut variants: Vec<VariantSummary> = cfg
+                .variants
+                .iter()
+                .zip(row)
+                .map(|(v, (samples, runs, errors, flame))| {
+                    summarize(
+                        &v.name,
+                        &v.flags,
+                        scenario.name(),
+                        &samples,
+                        runs,
+                        errors,
+                        flame,
+                    )
+                })
+                .collect();
+            compare_to_baseline(&mut variants);
+            ScenarioSummary {
+                scenario: scenario.name().to_owned(),
+                variants,
+            }
+        })
+        .collect();
+
+    Ok(SuiteReport {
+        schema_version: SUITE_SCHEMA_VERSION,
+        tool: serde_json::json!({
+            "name": "bench-scenarios",
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+        command_line: std::env::args().collect(),
+        created_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        wall_seconds: started.elapsed().as_secs_f64(),
+        environment: serde_json::to_value(pipeline::platform::detect()).unwrap_or_default(),
+        eyetrack: eyetrack_tool,
+        config: cfg.clone(),
+        scenarios,
+    })
+}

@@ -1,0 +1,226 @@
+//! End to end over the real binaries: a short suite run writes report.json, index.html (checked
+//! in headless Chromium), and `compare` gates regressions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bench-scenarios"))
+}
+
+/// The eyetrack binary of the same build (cargo builds every workspace binary for tests).
+fn eyetrack() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bench-scenarios"));
+    exe.with_file_name("eyetrack")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bench-scenarios-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn ensure_eyetrack() {
+    if !eyetrack().is_file() {
+        // `cargo test -p bench-scenarios` alone does not build the other package's binary.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "pipeline", "--bin", "eyetrack"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success());
+    }
+}
+
+fn run_suite(out: &Path, extra: &[&str]) -> serde_json::Value {
+    ensure_eyetrack();
+    let o = bench()
+        .args([
+            "run",
+            "--quiet",
+            "--mode",
+            "offline",
+            "--duration",
+            "1s",
+            "--repeat",
+            "2",
+        ])
+        .args(["--flamegraphs", "off", "--eyetrack"])
+        .arg(eyetrack())
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_sweep_reports_every_variant_against_the_baseline() {
+    let out = tmp("sweep");
+    let r = run_suite(
+        &out,
+        &[
+            "--sweep",
+            "one-at-a-time",
+            "--variant",
+            "bilinear-sprite=--overlay sprite",
+        ],
+    );
+    assert_eq!(r["schema_version"], 1);
+    let sc = &r["scenarios"][0];
+    assert_eq!(sc["scenario"], "streaming");
+    let variants = sc["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 1 + 7 + 1);
+    assert_eq!(variants[0]["name"], "baseline");
+    assert_eq!(variants[0]["verdict"], "baseline");
+    for v in variants {
+        assert_eq!(v["repeats"], 2, "{}", v["name"]);
+        assert_eq!(v["runs"].as_array().unwrap().len(), 2);
+        assert!(v["cpu_per_stream_second"]["median"].as_f64().unwrap() > 0.0);
+        assert!(
+            ["baseline", "better", "worse", "no_change"].contains(&v["verdict"].as_str().unwrap())
+        );
+        assert!(v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == "cpu_streaming"));
+        for run in v["runs"].as_array().unwrap() {
+            assert!(out.join(run.as_str().unwrap()).is_file());
+        }
+    }
+    assert_eq!(variants[1]["toggles"]["resize"], "area");
+    assert_eq!(variants[1]["toggles"]["overlay"], "draw");
+    assert!(r["environment"]["usable_cores"].as_u64().unwrap() >= 1);
+    assert!(r["eyetrack"]["git_revision"].is_string());
+    assert!(out.join("index.html").is_file());
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn index_html_renders_its_charts_in_chromium() {
+    let out = tmp("html");
+    run_suite(&out, &["--sweep", "all-optimized"]);
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    // Self-contained: nothing to fetch, nothing to run.
+    for external in ["<script", "<link", "src=", "url("] {
+        assert!(!html.contains(external), "index.html contains {external}");
+    }
+    let shot = out.join("shot.png");
+    let profile = out.join("chromium-profile");
+    let o = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1000,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", out.join("index.html").display()))
+        .output()
+        .expect("chromium is installed by ci/setup");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The baseline's CPU bar is drawn in #8a8f98: find its pixels in the rendered page.
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = match info.color_type {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Rgb => 3,
+        other => panic!("unexpected screenshot colour type {other:?}"),
+    };
+    let count = |rgb: [u8; 3]| {
+        buf[..info.buffer_size()]
+            .chunks_exact(px)
+            .filter(|p| p[..3] == rgb)
+            .count()
+    };
+    let baseline_bar = count([0x8a, 0x8f, 0x98]);
+    let latency_bars = count([0x7b, 0x61, 0xb8]);
+    assert!(
+        baseline_bar > 500,
+        "baseline CPU bar pixels: {baseline_bar}"
+    );
+    assert!(latency_bars > 2000, "latency bar pixels: {latency_bars}");
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn compare_gates_regressions_beyond_noise() {
+    let out = tmp("compare");
+    run_suite(&out, &["--sweep", "all-optimized"]);
+    let a = out.join("report.json");
+    // Same report against itself: no regression.
+    let o = bench()
+        .args(["compare"])
+        .arg(&a)
+        .arg(&a)
+        .args(["--fail-on-regression", "5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no change"));
+    // A copy whose CPU doubled (every repeat) must fail the gate.
+    let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&a).unwrap()).unwrap();
+    for v in r["scenarios"][0]["variants"].as_array_mut().unwrap() {
+        let cpu = &mut v["cpu_per_stream_second"];
+        for k in ["median", "min", "max"] {
+            cpu[k] = serde_json::json!(cpu[k].as_f64().unwrap() * 2.0 + 0.5);
+        }
+        let vals: Vec<f64> = cpu["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() * 2.0 + 0.5)
+            .collect();
+        cpu["values"] = serde_json::json!(vals);
+    }
+    let b = out.join("worse.json");
+    std::fs::write(&b, serde_json::to_vec(&r).unwrap()).unwrap();
+    let o = bench()
+        .args(["compare"])
+        .arg(&a)
+        .arg(&b)
+        .args(["--fail-on-regression", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("regression"));
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn unsupported_scenarios_and_bad_flags_are_one_line() {
+    ensure_eyetrack();
+    let o = bench()
+        .args(["run", "--scenario", "recording-5fps", "--eyetrack"])
+        .arg(eyetrack())
+        .args(["--out"])
+        .arg(tmp("unsupported"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains("recording"), "{e}");
+    let o = bench()
+        .args(["run", "--sweep", "sideways"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr)
+            .trim_end()
+            .lines()
+            .count(),
+        1
+    );
+}
