@@ -39,9 +39,10 @@ pub const MAX_FREQUENCY_HZ: i32 = 1000;
 const BLOCKLIST: [&str; 4] = ["libc", "libgcc", "pthread", "vdso"];
 
 /// Frames that belong to the sampling itself (the unwinder, pprof's handler, ours, and the
-/// signal trampoline); they sit at the leaf end of every stack and are cut off.
-const SIGNAL_FRAMES: [&str; 6] = [
-    "backtrace::",
+/// signal trampoline); where they are left at the leaf end of a stack they are cut off.
+const SIGNAL_FRAMES: [&str; 7] = [
+    "backtrace::trace",
+    "backtrace::backtrace::",
     "pprof::",
     "perf_signal_handler",
     "flamegraph::timed_handler",
@@ -332,13 +333,15 @@ fn folded_stack(frames: &pprof::Frames) -> String {
         .iter()
         .map(|f| f.iter().map(|s| clean_name(&s.name())).collect())
         .collect();
+    // pprof already drops its handler and the frame after it; whatever is left of the
+    // sampling (unwinder, trampoline) is a run of frames at the leaf end.
     let machinery = names
         .iter()
-        .rposition(|f| {
+        .take_while(|f| {
             f.iter()
                 .any(|n| SIGNAL_FRAMES.iter().any(|m| n.contains(m)))
         })
-        .map_or(0, |i| i + 1);
+        .count();
     let thread = if frames.thread_name.is_empty() {
         format!("thread-{}", frames.thread_id)
     } else {
@@ -358,9 +361,7 @@ fn folded_stack(frames: &pprof::Frames) -> String {
 /// that only splits identical functions apart.
 fn clean_name(name: &str) -> String {
     let name = match name.rsplit_once("::h") {
-        Some((head, hash))
-            if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
+        Some((head, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
             head
         }
         _ => name,
@@ -378,7 +379,10 @@ mod tests {
             clean_name("pipeline::preview::run::h0123456789abcdef"),
             "pipeline::preview::run"
         );
-        assert_eq!(clean_name("core::ptr::drop<[u8; 4]>"), "core::ptr::drop<[u8,\u{a0}4]>");
+        assert_eq!(
+            clean_name("core::ptr::drop<[u8; 4]>"),
+            "core::ptr::drop<[u8,\u{a0}4]>"
+        );
         assert_eq!(clean_name("main::hello"), "main::hello");
     }
 
@@ -387,7 +391,9 @@ mod tests {
         let mut x = 1u64;
         while Instant::now() < until {
             for _ in 0..10_000 {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
             }
             std::hint::black_box(x);
         }
