@@ -4,6 +4,7 @@
 pub mod color;
 pub mod coordinator;
 pub mod dedupe;
+pub mod flamegraph;
 pub mod frame;
 pub mod gaze_match;
 pub mod overlay;

@@ -8,6 +8,7 @@ use tabled::builder::Builder;
 use tabled::settings::Style;
 
 use crate::coordinator::RunOutcome;
+use crate::flamegraph::FlamegraphInfo;
 use crate::overlay::CacheStats;
 use crate::platform::PlatformCaps;
 use crate::profile::{CounterSnapshot, Phase, PhaseStats};
@@ -73,6 +74,8 @@ pub struct RunReport {
     pub frame_errors: u64,
     pub error: Option<String>,
     pub targets: Vec<TargetResult>,
+    /// The sampler's SVG, sample count and own cost; null when `--flamegraph` was not given.
+    pub flamegraph: Option<FlamegraphInfo>,
 }
 
 /// Everything the report is made of that the coordinator does not know.
@@ -84,6 +87,7 @@ pub struct ReportInputs<'a> {
     pub preview_box: (usize, usize),
     pub paced: bool,
     pub resources: ResourceSummary,
+    pub flamegraph: Option<FlamegraphInfo>,
 }
 
 impl RunReport {
@@ -139,6 +143,7 @@ impl RunReport {
             frame_errors: outcome.frame_errors,
             error: outcome.error.clone(),
             targets,
+            flamegraph: inputs.flamegraph,
         }
     }
 

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline};
+use pipeline::flamegraph::{FlamegraphInfo, Sampler, DEFAULT_FREQUENCY_HZ, MAX_FREQUENCY_HZ};
 use pipeline::overlay::{MarkerShape, OverlayMode, OverlayStyle, Rgb};
 use pipeline::platform;
 use pipeline::preview::ResizeFilter;
@@ -194,6 +195,14 @@ struct RunArgs {
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Sample the whole process's CPU while the pipeline runs and write a flamegraph SVG here.
+    #[arg(long)]
+    flamegraph: Option<PathBuf>,
+    /// Sampling frequency of `--flamegraph`, per CPU-second (odd, so it does not beat with
+    /// 30 fps work).
+    #[arg(long, default_value_t = DEFAULT_FREQUENCY_HZ,
+          value_parser = clap::value_parser!(i32).range(1..=MAX_FREQUENCY_HZ as i64))]
+    flamegraph_hz: i32,
     /// Save the last display-ready preview frame (with overlay) as a PPM image.
     #[arg(long)]
     snapshot: Option<PathBuf>,
@@ -307,7 +316,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
     };
     if let Some(path) = &args.report {
-        check_writable(path)?;
+        check_writable(path, "report")?;
+    }
+    if let Some(path) = &args.flamegraph {
+        check_writable(path, "flamegraph")?;
     }
     let caps = platform::detect();
     let cfg = PipelineConfig {
@@ -329,6 +341,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = ctrlc::set_handler(move || control.request_stop());
     }
 
+    // Before the pipeline, so the graph covers every frame; the sampler's cost is its own field.
+    let sampler = match &args.flamegraph {
+        Some(_) => Some(Sampler::start(args.flamegraph_hz).context("flamegraph sampler")?),
+        None => None,
+    };
     let monitor = ResourceMonitor::start(Duration::from_millis(250));
     let running = RunningPipeline::start(source, cfg.clone(), Arc::clone(&control))?;
     let source_info = running.source_info().clone();
@@ -348,6 +365,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let latest = Arc::clone(running.latest_preview());
     let outcome = running.wait();
     let resources = monitor.stop();
+    let flamegraph = match (sampler, &args.flamegraph) {
+        (Some(sampler), Some(path)) => {
+            let stats = sampler
+                .finish(path, &flamegraph_title(&args, &toggles, paced))
+                .context("flamegraph")?;
+            if stats.samples == 0 {
+                eprintln!(
+                    "eyetrack: warning: the flamegraph took no samples (run too short for {} Hz)",
+                    stats.frequency_hz
+                );
+            }
+            Some(FlamegraphInfo::new(path, &stats))
+        }
+        _ => None,
+    };
     if let Some(path) = &args.snapshot {
         let (frame, _) = latest
             .get()
@@ -364,11 +396,24 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             preview_box: args.preview_size,
             paced,
             resources,
+            flamegraph,
         },
         caps,
     );
     if !args.quiet {
         println!("{}", report.render_tables());
+        if let Some(f) = &report.flamegraph {
+            println!(
+                "flamegraph written to {}: {} samples at {} Hz ({} dropped), sampler overhead \
+                 {:.4} CPU-s ({:.2} % of the run's CPU)",
+                f.path.display(),
+                f.samples,
+                f.frequency_hz,
+                f.samples_dropped,
+                f.overhead_cpu_seconds,
+                f.overhead_percent
+            );
+        }
     }
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report)?;
@@ -400,22 +445,49 @@ fn write_ppm(path: &std::path::Path, frame: &pipeline::frame::Frame) -> anyhow::
     std::fs::write(path, out).with_context(|| format!("writing snapshot {}", path.display()))
 }
 
-/// Fails before streaming if the report cannot be written, rather than after the run.
-fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+/// The toggles and the source, so a folder of SVGs from a sweep says which is which.
+fn flamegraph_title(args: &RunArgs, toggles: &Toggles, paced: bool) -> String {
+    let toggles = match serde_json::to_value(toggles) {
+        Ok(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{}={s}", k.replace('_', "-")),
+                v => format!("{}={v}", k.replace('_', "-")),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    format!(
+        "eyetrack run: {toggles} | {}x{} {:?} {} fps, {}",
+        args.resolution.0,
+        args.resolution.1,
+        args.format,
+        args.fps,
+        if paced {
+            "paced"
+        } else {
+            "as fast as possible"
+        }
+    )
+}
+
+/// Fails before streaming if an output cannot be written, rather than after the run.
+fn check_writable(path: &std::path::Path, what: &str) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     anyhow::ensure!(
         dir.is_dir(),
-        "report folder {} does not exist",
+        "{what} folder {} does not exist",
         dir.display()
     );
     let probe = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .with_context(|| format!("cannot write report {}", path.display()))?;
+        .with_context(|| format!("cannot write {what} {}", path.display()))?;
     drop(probe);
     Ok(())
 }
