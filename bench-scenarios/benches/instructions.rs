@@ -114,7 +114,9 @@ fn convert(mut s: (Frame, Frame, PixelFormat)) -> (Frame, Frame, PixelFormat) {
 type ProcessState = (Processor, [Arc<Frame>; 2]);
 
 fn setup_process(name: &str) -> ProcessState {
-    let mut frames = common::scene_frames(SCENE_W, SCENE_H, 2).into_iter().map(Arc::new);
+    let mut frames = common::scene_frames(SCENE_W, SCENE_H, 2)
+        .into_iter()
+        .map(Arc::new);
     let pair = [
         frames.next().expect("two frames"),
         frames.next().expect("two frames"),

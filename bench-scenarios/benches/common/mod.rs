@@ -122,7 +122,9 @@ pub fn draw_overlay(overlay: &mut Overlay, frame: &mut Frame) {
     overlay
         .draw_gaze(frame, x, y, true)
         .expect("colour frame for the marker");
-    overlay.draw_hud(frame, &hud()).expect("colour frame for the HUD");
+    overlay
+        .draw_hud(frame, &hud())
+        .expect("colour frame for the HUD");
 }
 
 /// The process configurations compared: the optimized preset (planar), the same with only the
