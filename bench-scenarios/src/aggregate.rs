@@ -28,6 +28,9 @@ pub struct RunSample {
     pub tool: serde_json::Value,
     #[serde(default)]
     pub error: Option<String>,
+    /// Present when the run drew a flamegraph.
+    #[serde(default)]
+    pub flamegraph: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -156,10 +159,17 @@ impl Verdict {
     }
 }
 
-/// A change counts only when the repeat ranges do not overlap; with one repeat there is no
+/// A change counts only when the repeat ranges do not overlap *and* the medians differ by at
+/// least the wider of the two ranges: with three repeats, two ranges can miss each other by
+/// drift alone (seen here: a toggle that does nothing on an I420 source "cost" 9 %), so the
+/// difference must also stand clear of the noise each side showed. With one repeat there is no
 /// measured noise, so nothing can be called a change.
 pub fn judge(variant: &Spread, baseline: &Spread) -> Verdict {
     if variant.values.len() < 2 || baseline.values.len() < 2 || variant.overlaps(baseline) {
+        return Verdict::NoChange;
+    }
+    let noise = (variant.max - variant.min).max(baseline.max - baseline.min);
+    if (variant.median - baseline.median).abs() < noise {
         return Verdict::NoChange;
     }
     if variant.median < baseline.median {
@@ -206,7 +216,9 @@ pub struct VariantSummary {
     pub cpu_change_percent: f64,
     pub verdict: Verdict,
     pub targets: Vec<TargetResult>,
-    pub flamegraph: Option<String>,
+    /// The extra run that drew the flamegraph (not part of the statistics), with the sampler's
+    /// samples and overhead.
+    pub flamegraph: Option<crate::runner::FlameRun>,
     pub runs: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -224,7 +236,7 @@ pub fn summarize(
     samples: &[RunSample],
     runs: Vec<String>,
     errors: Vec<String>,
-    flamegraph: Option<String>,
+    flamegraph: Option<crate::runner::FlameRun>,
 ) -> VariantSummary {
     let col = |f: &dyn Fn(&RunSample) -> f64| -> Vec<f64> { samples.iter().map(f).collect() };
     let cpu = Spread::of(&col(&|s| s.cpu.per_stream_second));

@@ -243,9 +243,17 @@ fn flame_links(variants: &[VariantSummary]) -> String {
     let links: Vec<String> = variants
         .iter()
         .filter_map(|v| {
-            v.flamegraph
-                .as_ref()
-                .map(|f| format!(r#"<li><a href="{}">{}</a></li>"#, esc(f), esc(&v.name)))
+            let f = v.flamegraph.as_ref()?;
+            let svg = f.svg.as_ref()?;
+            let info = f.info.as_ref();
+            let num = |k: &str| info.and_then(|i| i.get(k)).and_then(|x| x.as_f64());
+            Some(format!(
+                r#"<li><a href="{}">{}</a> ({} samples, sampler overhead {:.2} % of the run's CPU)</li>"#,
+                esc(svg),
+                esc(&v.name),
+                num("samples").unwrap_or(0.0),
+                num("overhead_percent").unwrap_or(f64::NAN)
+            ))
         })
         .collect();
     if links.is_empty() {

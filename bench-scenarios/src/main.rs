@@ -62,7 +62,7 @@ struct RunArgs {
     #[arg(long = "variant", value_parser = variants::parse_variant)]
     variants: Vec<Variant>,
     /// Stream length of each run (plan: 5-10 minutes on a device; seconds in CI).
-    #[arg(long, value_parser = parse_duration, default_value = "8s")]
+    #[arg(long, value_parser = parse_duration, default_value = "6s")]
     duration: Duration,
     /// Runs per variant, interleaved, so noise is measured.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -76,7 +76,8 @@ struct RunArgs {
     /// The eyetrack binary (default: the one next to this binary).
     #[arg(long)]
     eyetrack: Option<PathBuf>,
-    /// A flamegraph per scenario x variant (first repeat) from in-process sampling.
+    /// A flamegraph per scenario x variant from in-process sampling, in one extra run per
+    /// variant that stays out of the statistics.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     flamegraphs: OnOff,
     /// No progress bar and no tables.

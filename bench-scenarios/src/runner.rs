@@ -134,6 +134,17 @@ pub enum RunnerError {
     },
 }
 
+/// The extra run that drew a variant's flamegraph.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FlameRun {
+    /// The SVG, relative to the report folder (None if the run wrote none).
+    pub svg: Option<String>,
+    /// That run's own report.
+    pub run: String,
+    /// The sampler's figures from that report (samples, overhead).
+    pub info: Option<serde_json::Value>,
+}
+
 /// The `eyetrack` binary next to this one (both come out of one `cargo build --bins`).
 pub fn default_eyetrack() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -179,7 +190,9 @@ pub fn run_suite(
         })?;
     }
     let started = std::time::Instant::now();
-    let total = (cfg.scenarios.len() * cfg.variants.len() * cfg.repeat) as u64;
+    let total = (cfg.scenarios.len()
+        * cfg.variants.len()
+        * (cfg.repeat + usize::from(cfg.flamegraphs))) as u64;
     let bar = if progress {
         let bar = ProgressBar::new(total);
         bar.set_style(
@@ -195,8 +208,8 @@ pub fn run_suite(
     };
     bar.enable_steady_tick(Duration::from_millis(500));
 
-    // samples[scenario][variant] = (ok samples, run files, errors, flamegraph)
-    type Slot = (Vec<RunSample>, Vec<String>, Vec<String>, Option<String>);
+    // slots[scenario][variant] = (ok samples, run files, errors, flamegraph run)
+    type Slot = (Vec<RunSample>, Vec<String>, Vec<String>, Option<FlameRun>);
     let mut slots: Vec<Vec<Slot>> = cfg
         .scenarios
         .iter()
@@ -205,13 +218,30 @@ pub fn run_suite(
     let mut eyetrack_tool = serde_json::Value::Null;
 
     // Interleaved: A B C A B C ..., so slow drift (thermal, other load) hits every variant alike.
-    for rep in 1..=cfg.repeat {
+    // The flamegraph runs come last and stay out of the statistics: the sampler's buffers add
+    // over 100 MB of RSS, which would otherwise be charged to the variant.
+    let passes = cfg.repeat + usize::from(cfg.flamegraphs);
+    for rep in 1..=passes {
+        let flame_pass = rep > cfg.repeat;
         for (si, scenario) in cfg.scenarios.iter().enumerate() {
             for (vi, variant) in cfg.variants.iter().enumerate() {
-                bar.set_message(format!("{} {} #{rep}", scenario.name(), variant.name));
-                let stem = format!("{}--{}--r{rep}", scenario.name(), file_stem(&variant.name));
+                let label = if flame_pass {
+                    "flamegraph".to_owned()
+                } else {
+                    format!("#{rep}")
+                };
+                bar.set_message(format!("{} {} {label}", scenario.name(), variant.name));
+                let stem = if flame_pass {
+                    format!(
+                        "{}--{}--flamegraph",
+                        scenario.name(),
+                        file_stem(&variant.name)
+                    )
+                } else {
+                    format!("{}--{}--r{rep}", scenario.name(), file_stem(&variant.name))
+                };
                 let report = out.join("runs").join(format!("{stem}.json"));
-                let flame = (cfg.flamegraphs && rep == 1).then(|| {
+                let flame = flame_pass.then(|| {
                     out.join("flamegraphs").join(format!(
                         "{}--{}.svg",
                         scenario.name(),
@@ -243,30 +273,29 @@ pub fn run_suite(
                 })?;
                 let slot = &mut slots[si][vi];
                 let rel = format!("runs/{stem}.json");
-                if !output.status.success() {
-                    let msg = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-                    slot.2.push(format!("repeat {rep}: {msg}"));
+                let loaded = if output.status.success() {
+                    RunSample::load(&report).map_err(|e| e.to_string())
                 } else {
-                    match RunSample::load(&report) {
-                        Ok(s) => {
-                            if eyetrack_tool.is_null() {
-                                eyetrack_tool = s.tool.clone();
-                            }
-                            slot.0.push(s);
-                            slot.1.push(rel);
-                            if let Some(f) = &flame {
-                                if f.is_file() {
-                                    slot.3 = Some(format!(
-                                        "flamegraphs/{}",
-                                        f.file_name()
-                                            .map(|n| n.to_string_lossy())
-                                            .unwrap_or_default()
-                                    ));
-                                }
-                            }
+                    Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+                };
+                match (loaded, &flame) {
+                    (Ok(s), None) => {
+                        if eyetrack_tool.is_null() {
+                            eyetrack_tool = s.tool.clone();
                         }
-                        Err(e) => slot.2.push(format!("repeat {rep}: {e}")),
+                        slot.0.push(s);
+                        slot.1.push(rel);
                     }
+                    (Ok(s), Some(f)) => {
+                        let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+                        slot.3 = Some(FlameRun {
+                            svg: name.map(|n| format!("flamegraphs/{n}")),
+                            run: rel,
+                            info: s.flamegraph.clone(),
+                        });
+                    }
+                    (Err(e), None) => slot.2.push(format!("repeat {rep}: {e}")),
+                    (Err(e), Some(_)) => slot.2.push(format!("flamegraph run: {e}")),
                 }
                 bar.inc(1);
             }

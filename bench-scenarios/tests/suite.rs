@@ -32,6 +32,10 @@ fn ensure_eyetrack() {
 }
 
 fn run_suite(out: &Path, extra: &[&str]) -> serde_json::Value {
+    run_suite_with(out, extra, "off")
+}
+
+fn run_suite_with(out: &Path, extra: &[&str], flamegraphs: &str) -> serde_json::Value {
     ensure_eyetrack();
     let o = bench()
         .args([
@@ -44,7 +48,7 @@ fn run_suite(out: &Path, extra: &[&str]) -> serde_json::Value {
             "--repeat",
             "2",
         ])
-        .args(["--flamegraphs", "off", "--eyetrack"])
+        .args(["--flamegraphs", flamegraphs, "--eyetrack"])
         .arg(eyetrack())
         .arg("--out")
         .arg(out)
@@ -101,7 +105,17 @@ fn a_sweep_reports_every_variant_against_the_baseline() {
 #[test]
 fn index_html_renders_its_charts_in_chromium() {
     let out = tmp("html");
-    run_suite(&out, &["--sweep", "all-optimized"]);
+    let r = run_suite_with(&out, &["--sweep", "all-optimized"], "on");
+    // One extra run per variant drew the flamegraph; the statistics keep only the repeats.
+    for v in r["scenarios"][0]["variants"].as_array().unwrap() {
+        assert_eq!(v["runs"].as_array().unwrap().len(), 2);
+        let f = &v["flamegraph"];
+        let svg = out.join(f["svg"].as_str().unwrap());
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("</svg>"), "{}", svg.display());
+        assert!(f["info"]["overhead_percent"].is_number(), "{f}");
+        assert!(out.join(f["run"].as_str().unwrap()).is_file());
+    }
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     // Self-contained: nothing to fetch, nothing to run.
     for external in ["<script", "<link", "src=", "url("] {
@@ -143,6 +157,7 @@ fn index_html_renders_its_charts_in_chromium() {
             .filter(|p| p[..3] == rgb)
             .count()
     };
+    assert!(html.contains("flamegraphs/streaming--baseline.svg"));
     let baseline_bar = count([0x8a, 0x8f, 0x98]);
     let latency_bars = count([0x7b, 0x61, 0xb8]);
     assert!(
