@@ -68,7 +68,7 @@ pub fn variants_table(report: &SuiteReport) -> String {
         }
         out.push_str(&format!(
             "scenario {} — CPU is CPU-seconds per stream-second of the whole process tree; \
-             a change whose repeats overlap the baseline's is \"no change\"\n{}\n\n",
+             a change inside the repeat-to-repeat noise is \"no change\"\n{}\n\n",
             sc.scenario,
             b.build().with(Style::rounded())
         ));
