@@ -12,6 +12,7 @@ use bench_scenarios::runner::{self, Mode, Scenario, SuiteConfig, VariantSpec};
 use bench_scenarios::tables;
 use bench_scenarios::variants::{self, Sweep, Variant};
 use bench_scenarios::{compare, html};
+use pipeline::cli;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,18 +33,6 @@ enum Command {
     Compare(CompareArgs),
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Duration::from_secs_f64(v),
-        Ok(_) => return Err(format!("duration '{s}' must be positive")),
-        Err(_) => humantime::parse_duration(s).map_err(|e| format!("bad duration '{s}': {e}"))?,
-    };
-    if d.is_zero() {
-        return Err(format!("duration '{s}' must be positive"));
-    }
-    Ok(d)
-}
-
 #[derive(Args, Debug)]
 struct RunArgs {
     /// Scenarios to run (repeatable).
@@ -62,7 +51,7 @@ struct RunArgs {
     #[arg(long = "variant", value_parser = variants::parse_variant)]
     variants: Vec<Variant>,
     /// Stream length of each run (plan: 5-10 minutes on a device; seconds in CI).
-    #[arg(long, value_parser = parse_duration, default_value = "6s")]
+    #[arg(long, value_parser = cli::parse_duration, default_value = "6s")]
     duration: Duration,
     /// Runs per variant, interleaved, so noise is measured.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -104,22 +93,9 @@ struct CompareArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse_or_exit::<Cli>("bench-scenarios") {
         Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("bench-scenarios: {}", one_line(&e.render().to_string()));
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let result = match cli.command {
         Command::Run(args) => run(args),
@@ -128,20 +104,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bench-scenarios: error: {}", one_line(&format!("{e:#}")));
+            eprintln!(
+                "bench-scenarios: error: {}",
+                cli::one_line(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
-}
-
-fn one_line(msg: &str) -> String {
-    msg.lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn default_out() -> PathBuf {

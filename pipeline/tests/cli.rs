@@ -1,16 +1,8 @@
 //! End to end over the real `eyetrack` binary: runs, reports, and rejects bad flags.
 
-use std::process::Command;
+mod common;
 
-fn eyetrack() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_eyetrack"))
-}
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("eyetrack-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{eyetrack, tmp};
 
 #[test]
 fn a_run_writes_a_complete_report() {

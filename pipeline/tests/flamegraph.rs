@@ -1,17 +1,9 @@
 //! End to end over the real `eyetrack` binary: `--flamegraph` writes an SVG of the pipeline's
 //! stacks and the report carries the sample count and the sampler's own cost.
 
-use std::process::Command;
+mod common;
 
-fn eyetrack() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_eyetrack"))
-}
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("eyetrack-flame-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{eyetrack, tmp};
 
 #[test]
 fn a_run_writes_a_flamegraph_and_reports_its_cost() {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use pipeline::cli;
 use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline};
 use pipeline::flamegraph::{FlamegraphInfo, Sampler, DEFAULT_FREQUENCY_HZ, MAX_FREQUENCY_HZ};
 use pipeline::overlay::{MarkerShape, OverlayMode, OverlayStyle, Rgb};
@@ -75,18 +76,6 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
     Ok((w, h))
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
-        Ok(_) => return Err(format!("duration '{s}' must be positive")),
-        Err(_) => humantime::parse_duration(s).map_err(|e| format!("bad duration '{s}': {e}"))?,
-    };
-    if d.is_zero() {
-        return Err(format!("duration '{s}' must be positive"));
-    }
-    Ok(d)
-}
-
 fn parse_rgb(s: &str) -> Result<Rgb, String> {
     let hex = s.trim_start_matches('#');
     if hex.len() != 6 {
@@ -122,7 +111,7 @@ struct RunArgs {
     #[arg(long, default_value = "synthetic", value_parser = parse_source)]
     source: SourceSpec,
     /// How much stream to run, e.g. 10s, 2m, 500ms (default: until Ctrl-C).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = cli::parse_duration)]
     duration: Option<Duration>,
     /// Replay as fast as possible instead of in real time (offline measurement).
     #[arg(long)]
@@ -255,22 +244,9 @@ impl RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("eyetrack: {}", one_line(&e.render().to_string()));
-            return ExitCode::from(2);
-        }
+    let cli = match cli::parse_or_exit::<Cli>("eyetrack") {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let result = match cli.command {
         Command::Run(args) => run(*args),
@@ -281,21 +257,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eyetrack: error: {}", one_line(&format!("{e:#}")));
+            eprintln!("eyetrack: error: {}", cli::one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
-}
-
-/// clap's messages span several lines (usage, hints); a bad flag should cost one line.
-fn one_line(msg: &str) -> String {
-    msg.lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
