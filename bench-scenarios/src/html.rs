@@ -208,11 +208,9 @@ fn targets_table(sc: &ScenarioSummary) -> String {
         let t = &first.targets[i].target;
         let _ = write!(
             s,
-            "<th>{} {} {} {}</th>",
+            "<th>{} {}</th>",
             esc(&t.description),
-            t.op.symbol(),
-            t.limit,
-            esc(&t.unit)
+            esc(&t.limit_label())
         );
     }
     s.push_str("</tr>");

@@ -97,15 +97,7 @@ pub fn targets_table(report: &SuiteReport) -> String {
             if t.verdict == pipeline::targets::Verdict::NotApplicable {
                 continue;
             }
-            let mut row = vec![
-                t.target.description.clone(),
-                format!(
-                    "{} {} {}",
-                    t.target.op.symbol(),
-                    t.target.limit,
-                    t.target.unit
-                ),
-            ];
+            let mut row = vec![t.target.description.clone(), t.target.limit_label()];
             for v in &shown {
                 row.push(v.targets.get(ti).map_or("-".into(), |r| match r.value {
                     Some(val) => format!("{val:.2} {}", r.verdict.label()),

@@ -177,12 +177,7 @@ impl RunReport {
         {
             targets.push_record([
                 t.target.description.clone(),
-                format!(
-                    "{} {} {}",
-                    t.target.op.symbol(),
-                    t.target.limit,
-                    t.target.unit
-                ),
+                t.target.limit_label(),
                 t.value
                     .map(|v| format!("{v:.2} {}", t.target.unit))
                     .unwrap_or_else(|| "-".into()),

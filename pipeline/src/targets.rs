@@ -45,6 +45,13 @@ pub struct Target {
     pub applies_to: Vec<String>,
 }
 
+impl Target {
+    /// The limit as tables show it, e.g. "< 50 %".
+    pub fn limit_label(&self) -> String {
+        format!("{} {} {}", self.op.symbol(), self.limit, self.unit)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct TargetsFile {
     schema: u32,
@@ -142,6 +149,7 @@ mod tests {
         assert_eq!((cpu.op, cpu.limit), (Op::Lt, 50.0));
         let e2e = t.iter().find(|t| t.id == "end_to_end_p95").unwrap();
         assert_eq!(e2e.limit, 50.0);
+        assert_eq!(cpu.limit_label(), "< 50 %");
     }
 
     #[test]
