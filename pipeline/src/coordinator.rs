@@ -14,8 +14,9 @@ use crate::gaze_match::GazeMatcher;
 use crate::overlay::{CacheStats, Hud, Overlay, OverlayStyle};
 use crate::packet::{FrameMeta, FramePacket, MatchedGaze};
 use crate::preview::{fit_size, Scaler};
-use crate::process::{ProcessConfig, Processed, Processor};
+use crate::process::{scene_height, ProcessConfig, Processed, Processor};
 use crate::profile::{CounterSnapshot, Counters, Phase, StageProfile};
+use crate::record::{RecordConfig, RecordJob, Recorder, RecorderThreads, RecordingSummary};
 use crate::source::{Source, SourceInfo, SourceItem};
 use crate::time::MonoNanos;
 use crate::toggles::Toggles;
@@ -37,6 +38,12 @@ pub struct PipelineConfig {
     /// Live sources cannot wait for us, so full edges drop their oldest frame; an offline
     /// replay blocks instead so every frame goes through every stage.
     pub live: bool,
+    /// Recording set-up; `None` = this run never records. Recordings start and stop through
+    /// [`RunningPipeline::recorder`].
+    pub record: Option<RecordConfig>,
+    /// Start a recording before the first frame flows (the CLI's `--record`), so it holds
+    /// the stream from its first frame.
+    pub record_at_start: bool,
 }
 
 impl Default for PipelineConfig {
@@ -48,6 +55,8 @@ impl Default for PipelineConfig {
             profile: true,
             process_queue: 4,
             live: true,
+            record: None,
+            record_at_start: false,
         }
     }
 }
@@ -107,6 +116,8 @@ pub enum PipelineError {
     Spawn(&'static str, std::io::Error),
     #[error("overlay: {0}")]
     Overlay(#[from] crate::overlay::OverlayError),
+    #[error("{0}")]
+    Record(#[from] crate::record::RecordError),
 }
 
 /// Everything a finished run measured.
@@ -124,6 +135,10 @@ pub struct RunOutcome {
     pub error: Option<String>,
     /// Errors on single frames that were skipped.
     pub frame_errors: u64,
+    /// The recording still running when the stream ended, closed by `wait`.
+    pub recording: Option<RecordingSummary>,
+    /// The fault that ended a recording by itself (streaming went on), if any.
+    pub record_error: Option<String>,
 }
 
 /// A started pipeline.
@@ -136,6 +151,7 @@ pub struct RunningPipeline {
     acquire: JoinHandle<StageResult>,
     process: JoinHandle<StageResult>,
     preview: JoinHandle<StageResult>,
+    recorder: Option<(Arc<Recorder>, RecorderThreads)>,
 }
 
 struct StageResult {
@@ -219,6 +235,33 @@ impl RunningPipeline {
         // Built here so a bad style is an error before any thread starts.
         let overlay = Overlay::new(cfg.toggles.overlay, cfg.overlay_style.clone())?;
 
+        let scene = (
+            info.width,
+            if info.tiled {
+                scene_height(info.height)
+            } else {
+                info.height
+            },
+        );
+        let recorder = match &cfg.record {
+            Some(rc) => Some(Recorder::spawn(
+                rc.clone(),
+                scene,
+                info.fps,
+                Arc::clone(&control),
+                Arc::clone(&counters),
+                cfg.profile,
+                !cfg.live,
+            )?),
+            None => None,
+        };
+        let rec = recorder.as_ref().map(|(r, _)| Arc::clone(r));
+        if cfg.record_at_start {
+            if let Some(r) = &rec {
+                r.start()?;
+            }
+        }
+
         let (to_process, process_rx) = edge::<FramePacket>(cfg.process_queue, cfg.live);
         // Live, the preview edge keeps only the newest frame (a late preview is worse than
         // none); offline it blocks, so every frame is measured through every stage.
@@ -227,8 +270,9 @@ impl RunningPipeline {
         let acquire = {
             let (control, counters, profile) =
                 (Arc::clone(&control), Arc::clone(&counters), cfg.profile);
+            let rec = rec.clone();
             spawn("acquire", move || {
-                acquire_stage(source, to_process, &control, &counters, profile)
+                acquire_stage(source, to_process, &control, &counters, profile, rec)
             })?
         };
         let process = {
@@ -236,10 +280,15 @@ impl RunningPipeline {
             let pcfg = ProcessConfig::from_toggles(&cfg.toggles, info.tiled);
             let reduced = cfg.toggles.reduced_processing.is_on();
             let profile = cfg.profile;
+            let rec = rec.clone();
             spawn("process", move || {
-                process_stage(
-                    process_rx, to_preview, pcfg, reduced, &control, &counters, profile,
-                )
+                let setup = ProcessSetup {
+                    cfg: pcfg,
+                    reduced_processing: reduced,
+                    profile,
+                    recorder: rec,
+                };
+                process_stage(process_rx, to_preview, setup, &control, &counters)
             })?
         };
         let preview = {
@@ -265,7 +314,13 @@ impl RunningPipeline {
             acquire,
             process,
             preview,
+            recorder,
         })
+    }
+
+    /// Starts and stops recordings while the pipeline runs (`None` unless configured).
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.as_ref().map(|(r, _)| r)
     }
 
     pub fn counters(&self) -> &Arc<Counters> {
@@ -317,6 +372,13 @@ impl RunningPipeline {
                 overlay_cache = c;
             }
         }
+        let (mut recording, mut record_error) = (None, None);
+        if let Some((rec, threads)) = self.recorder {
+            record_error = rec.last_error();
+            let (p, summary) = rec.shutdown(threads);
+            profile.merge(&p);
+            recording = summary;
+        }
         let counters = self.counters.snapshot();
         let fps = if self.info.fps > 0.0 {
             self.info.fps
@@ -332,6 +394,8 @@ impl RunningPipeline {
             pool_allocations,
             error,
             frame_errors,
+            recording,
+            record_error,
         }
     }
 }
@@ -339,8 +403,9 @@ impl RunningPipeline {
 /// Source frames the stages can hold at once: the process queue, one in the acquire stage's
 /// hand, one being processed, the duplicate detector's last result, one on the preview edge,
 /// one being rendered, and the preview's last scaled source.
+/// A recorder adds its queue and the frame in its hand.
 fn frames_in_flight(cfg: &PipelineConfig) -> usize {
-    cfg.process_queue.max(1) + 6
+    cfg.process_queue.max(1) + 6 + cfg.record.as_ref().map_or(0, |r| r.queue.max(1) + 1)
 }
 
 fn spawn(
@@ -359,6 +424,7 @@ fn acquire_stage(
     control: &Control,
     counters: &Counters,
     profile: bool,
+    recorder: Option<Arc<Recorder>>,
 ) -> StageResult {
     let mut result = StageResult::new(StageProfile::new(profile));
     let mut matcher = GazeMatcher::new();
@@ -375,8 +441,16 @@ fn acquire_stage(
             SourceItem::Gaze(g) => {
                 Counters::add(&counters.gaze_samples, 1);
                 matcher.push(g);
+                if let Some(r) = &recorder {
+                    r.gaze(g);
+                }
             }
-            SourceItem::Imu(_) => Counters::add(&counters.imu_samples, 1),
+            SourceItem::Imu(s) => {
+                Counters::add(&counters.imu_samples, 1);
+                if let Some(r) = &recorder {
+                    r.imu(s);
+                }
+            }
             SourceItem::Frame { frame, meta } => {
                 Counters::add(&counters.frames_acquired, 1);
                 Counters::add(&counters.wait_ns, meta.wait_ns);
@@ -400,17 +474,32 @@ fn acquire_stage(
     result
 }
 
+/// What the process stage is set up with.
+struct ProcessSetup {
+    cfg: ProcessConfig,
+    reduced_processing: bool,
+    profile: bool,
+    recorder: Option<Arc<Recorder>>,
+}
+
 fn process_stage(
     rx: Receiver<FramePacket>,
     out: Edge<PreviewJob>,
-    cfg: ProcessConfig,
-    reduced_processing: bool,
+    setup: ProcessSetup,
     control: &Control,
     counters: &Counters,
-    profile: bool,
 ) -> StageResult {
+    let ProcessSetup {
+        cfg,
+        reduced_processing,
+        profile,
+        recorder,
+    } = setup;
     let mut result = StageResult::new(StageProfile::new(profile));
     let mut processor = Processor::new(cfg);
+    if let Some(r) = &recorder {
+        processor.hold_extra(r.config().queue.max(1) + 1);
+    }
     for packet in rx.iter() {
         if control.paused.load(Ordering::Relaxed) {
             Counters::add(&counters.paused_skipped, 1);
@@ -443,6 +532,15 @@ fn process_stage(
         Counters::add(&counters.frames_processed, 1);
         if duplicate {
             Counters::add(&counters.duplicates_skipped, 1);
+        }
+        if recording {
+            if let Some(r) = &recorder {
+                r.offer(RecordJob {
+                    processed: processed.clone(),
+                    meta: packet.meta,
+                    gaze: packet.gaze,
+                });
+            }
         }
         let job = PreviewJob {
             processed,

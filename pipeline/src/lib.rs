@@ -14,6 +14,7 @@ pub mod platform;
 pub mod preview;
 pub mod process;
 pub mod profile;
+pub mod record;
 pub mod report;
 pub mod resources;
 pub mod sensors;

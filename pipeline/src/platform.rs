@@ -43,7 +43,8 @@ fn probe() -> PlatformCaps {
         Duration::from_secs(5),
     )
     .and_then(|out| out.lines().next().map(str::to_owned));
-    // The Pi 5 has no hardware encoder; skip the probe there.
+    // The Pi 5 has no hardware encoder; skip the probe there. Debian's ffmpeg lists
+    // h264_nvenc whether or not a GPU and driver exist, so the probe encodes one frame.
     let has_nvenc = pi_model.is_none()
         && ffmpeg.is_some()
         && run_with_timeout(
@@ -51,7 +52,28 @@ fn probe() -> PlatformCaps {
             &["-hide_banner", "-encoders"],
             Duration::from_secs(5),
         )
-        .is_some_and(|out| out.contains("h264_nvenc"));
+        .is_some_and(|out| out.contains("h264_nvenc"))
+        && run_with_timeout(
+            "ffmpeg",
+            &[
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=size=256x256",
+                "-frames:v",
+                "1",
+                "-c:v",
+                "h264_nvenc",
+                "-f",
+                "null",
+                "-",
+            ],
+            Duration::from_secs(10),
+        )
+        .is_some();
     PlatformCaps {
         arch: std::env::consts::ARCH.to_owned(),
         os: std::env::consts::OS.to_owned(),

@@ -83,6 +83,12 @@ impl Processor {
         }
     }
 
+    /// Another consumer (the recorder's queue) can hold this many results at once: size the
+    /// pool for them up front instead of growing it mid-stream.
+    pub fn hold_extra(&mut self, frames: usize) {
+        self.pool = FramePool::new(6 + frames);
+    }
+
     pub fn config(&self) -> &ProcessConfig {
         &self.cfg
     }

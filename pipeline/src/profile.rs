@@ -207,6 +207,24 @@ pub struct Counters {
     /// Sum and maximum of |gaze time - frame time| over matched frames, in nanoseconds.
     pub gaze_dt_abs_sum_ns: AtomicU64,
     pub gaze_dt_abs_max_ns: AtomicU64,
+    /// Frames written to the recording video (repeats included).
+    pub record_frames: AtomicU64,
+    /// Recorded frames that repeat the previous one (timer mode, camera slower).
+    pub record_repeats: AtomicU64,
+    /// Frames the recorder could not take because its queue was full (counted and logged in events.csv, never silent).
+    pub record_queue_full: AtomicU64,
+    /// Bytes of encoded video on disk.
+    pub record_video_bytes: AtomicU64,
+    /// Bytes of CSV rows written to disk.
+    pub record_csv_bytes: AtomicU64,
+    /// write(2) calls the CSV writers made (one per flush).
+    pub record_csv_writes: AtomicU64,
+    /// fsync(2) calls on recording files.
+    pub record_fsyncs: AtomicU64,
+    /// Times the encoder died and a new segment was started.
+    pub encoder_restarts: AtomicU64,
+    /// Recordings started.
+    pub recordings: AtomicU64,
 }
 
 impl Counters {
@@ -232,6 +250,15 @@ impl Counters {
             frames_without_gaze: g(&self.frames_without_gaze),
             gaze_dt_abs_sum_ns: g(&self.gaze_dt_abs_sum_ns),
             gaze_dt_abs_max_ns: g(&self.gaze_dt_abs_max_ns),
+            record_frames: g(&self.record_frames),
+            record_repeats: g(&self.record_repeats),
+            record_queue_full: g(&self.record_queue_full),
+            record_video_bytes: g(&self.record_video_bytes),
+            record_csv_bytes: g(&self.record_csv_bytes),
+            record_csv_writes: g(&self.record_csv_writes),
+            record_fsyncs: g(&self.record_fsyncs),
+            encoder_restarts: g(&self.encoder_restarts),
+            recordings: g(&self.recordings),
         }
     }
 }
@@ -253,6 +280,15 @@ pub struct CounterSnapshot {
     pub frames_without_gaze: u64,
     pub gaze_dt_abs_sum_ns: u64,
     pub gaze_dt_abs_max_ns: u64,
+    pub record_frames: u64,
+    pub record_repeats: u64,
+    pub record_queue_full: u64,
+    pub record_video_bytes: u64,
+    pub record_csv_bytes: u64,
+    pub record_csv_writes: u64,
+    pub record_fsyncs: u64,
+    pub encoder_restarts: u64,
+    pub recordings: u64,
 }
 
 impl CounterSnapshot {

@@ -12,6 +12,7 @@ use crate::flamegraph::FlamegraphInfo;
 use crate::overlay::CacheStats;
 use crate::platform::PlatformCaps;
 use crate::profile::{CounterSnapshot, Phase, PhaseStats};
+use crate::record::RecordingSummary;
 use crate::resources::ResourceSummary;
 use crate::source::SourceInfo;
 use crate::targets::{self, TargetResult, Verdict};
@@ -76,6 +77,10 @@ pub struct RunReport {
     pub targets: Vec<TargetResult>,
     /// The sampler's SVG, sample count and own cost; null when `--flamegraph` was not given.
     pub flamegraph: Option<FlamegraphInfo>,
+    /// Every recording the run made, in order (empty without `--record`).
+    pub recordings: Vec<RecordingSummary>,
+    /// The fault that ended a recording while streaming went on, if any.
+    pub record_error: Option<String>,
 }
 
 /// Everything the report is made of that the coordinator does not know.
@@ -88,6 +93,7 @@ pub struct ReportInputs<'a> {
     pub paced: bool,
     pub resources: ResourceSummary,
     pub flamegraph: Option<FlamegraphInfo>,
+    pub recordings: Vec<RecordingSummary>,
 }
 
 impl RunReport {
@@ -144,6 +150,8 @@ impl RunReport {
             error: outcome.error.clone(),
             targets,
             flamegraph: inputs.flamegraph,
+            recordings: inputs.recordings,
+            record_error: outcome.record_error.clone(),
         }
     }
 
@@ -209,7 +217,35 @@ impl RunReport {
             self.cpu.percent_of_one_core,
             self.stream_seconds,
             self.rss_peak_mb,
-        )
+        ) + &self.recording_lines()
+    }
+
+    fn recording_lines(&self) -> String {
+        let f = &self.frames;
+        let mut out = String::new();
+        if self.recordings.is_empty() && f.recordings == 0 {
+            return out;
+        }
+        out += &format!(
+            "recording: {} recording(s), {} frames written ({} repeats), {} skipped on a full \
+             queue, {} encoder restart(s), {:.1} MB video, {:.1} KB CSV in {} writes, {} fsyncs\n",
+            f.recordings,
+            f.record_frames,
+            f.record_repeats,
+            f.record_queue_full,
+            f.encoder_restarts,
+            f.record_video_bytes as f64 / 1048576.0,
+            f.record_csv_bytes as f64 / 1024.0,
+            f.record_csv_writes,
+            f.record_fsyncs,
+        );
+        for r in &self.recordings {
+            out += &format!("  {} ({})\n", r.dir.display(), r.end);
+        }
+        if let Some(e) = &self.record_error {
+            out += &format!("recording error: {e}\n");
+        }
+        out
     }
 }
 

@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use crate::overlay::OverlayMode;
 use crate::preview::ResizeFilter;
+use crate::record::encoder::EncoderKind;
+use crate::record::select::FrameSelection;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -48,6 +50,12 @@ pub struct Toggles {
     pub lazy_color: OnOff,
     pub copy: CopyMode,
     pub reduced_processing: OnOff,
+    /// CSV rows per write while recording (plan 1.2).
+    pub flush_every: u32,
+    /// Recorded frames between fsyncs (plan 1.4; 0 = off).
+    pub fsync_every: u32,
+    pub encoder: EncoderKind,
+    pub frame_selection: FrameSelection,
 }
 
 impl Default for Toggles {
@@ -61,6 +69,10 @@ impl Default for Toggles {
             lazy_color: OnOff::On,
             copy: CopyMode::IfNeeded,
             reduced_processing: OnOff::On,
+            flush_every: 30,
+            fsync_every: 600,
+            encoder: EncoderKind::Ffmpeg,
+            frame_selection: FrameSelection::Timer,
         }
     }
 }
@@ -76,6 +88,13 @@ impl Toggles {
             lazy_color: OnOff::Off,
             copy: CopyMode::Always,
             reduced_processing: OnOff::Off,
+            // Every row flushed, no fsync: the plan's RecordingManager before 1.2 and 1.4.
+            flush_every: 1,
+            fsync_every: 0,
+            // The plan's encoder and frame selection are also the optimized defaults; they are
+            // choices to measure, not optimizations the baseline lacks.
+            encoder: EncoderKind::Ffmpeg,
+            frame_selection: FrameSelection::Timer,
         }
     }
 }
@@ -102,7 +121,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn baseline_differs_from_optimized_in_every_toggle() {
+    fn baseline_differs_from_optimized_in_every_optimization() {
         let (o, b) = (Toggles::default(), Toggles::baseline());
         assert_ne!(o.resize, b.resize);
         assert_ne!(o.overlay, b.overlay);
@@ -111,5 +130,9 @@ mod tests {
         assert_ne!(o.lazy_color, b.lazy_color);
         assert_ne!(o.copy, b.copy);
         assert_ne!(o.reduced_processing, b.reduced_processing);
+        assert_ne!(o.flush_every, b.flush_every);
+        assert_ne!(o.fsync_every, b.fsync_every);
+        assert_eq!(o.encoder, b.encoder);
+        assert_eq!(o.frame_selection, b.frame_selection);
     }
 }

@@ -16,7 +16,10 @@ use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline};
 use pipeline::flamegraph::{FlamegraphInfo, Sampler, DEFAULT_FREQUENCY_HZ, MAX_FREQUENCY_HZ};
 use pipeline::overlay::{MarkerShape, OverlayMode, OverlayStyle, Rgb};
 use pipeline::platform;
-use pipeline::preview::ResizeFilter;
+use pipeline::preview::{fit_size, ResizeFilter};
+use pipeline::record::encoder::EncoderKind;
+use pipeline::record::select::FrameSelection;
+use pipeline::record::{RecordConfig, RecordingSummary};
 use pipeline::report::{ReportInputs, RunReport};
 use pipeline::resources::ResourceMonitor;
 use pipeline::source::synthetic::{SyntheticConfig, SyntheticFormat, SyntheticSource};
@@ -181,6 +184,40 @@ struct RunArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
 
+    /// Record into a new folder (rec-<UTC time>) under DIR for the whole run: video,
+    /// frame_timing.csv, gaze.csv, imu.csv, events.csv, session.json. DIR is created if its
+    /// parent exists.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// Recorded frames per second.
+    #[arg(long, default_value_t = 5, requires = "record",
+          value_parser = clap::value_parser!(u32).range(1..=30))]
+    record_fps: u32,
+    /// Recorded frame size (default: the scene's size), scaled with the preview's filter.
+    #[arg(long, value_parser = parse_size, requires = "record")]
+    record_size: Option<(usize, usize)>,
+    /// timer: fixed output rate, repeating the latest frame; camera: unique frames only.
+    #[arg(long, value_enum, requires = "record")]
+    frame_selection: Option<FrameSelection>,
+    /// Video encoder backend (auto = nvenc where available, else ffmpeg).
+    #[arg(long, value_enum, requires = "record")]
+    encoder: Option<EncoderKind>,
+    /// x264 constant rate factor of the recorded video.
+    #[arg(long, default_value_t = 23, requires = "record",
+          value_parser = clap::value_parser!(u32).range(0..=51))]
+    record_crf: u32,
+    /// CSV rows per write (plan 1.2; 1 = the plan's current behaviour). Preset default: 30.
+    #[arg(long, requires = "record", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    flush_every: Option<u32>,
+    /// Recorded frames between fsyncs of video and CSVs (plan 1.4; 0 = only at stop). Preset
+    /// default: 600.
+    #[arg(long, requires = "record")]
+    fsync_every: Option<u32>,
+    /// Start and stop recording every PERIOD (record PERIOD, pause PERIOD, ...) for the whole
+    /// run: the plan's start/stop scenario.
+    #[arg(long, value_name = "PERIOD", value_parser = cli::parse_duration, requires = "record")]
+    record_cycle: Option<Duration>,
+
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -227,7 +264,67 @@ impl RunArgs {
         if let Some(v) = self.reduced_processing {
             t.reduced_processing = v;
         }
+        if let Some(v) = self.flush_every {
+            t.flush_every = v;
+        }
+        if let Some(v) = self.fsync_every {
+            t.fsync_every = v;
+        }
+        if let Some(v) = self.encoder {
+            t.encoder = v;
+        }
+        if let Some(v) = self.frame_selection {
+            t.frame_selection = v;
+        }
         t
+    }
+
+    /// Recording set-up, checked before anything streams.
+    fn record_config(
+        &self,
+        toggles: &Toggles,
+        caps: &platform::PlatformCaps,
+        scene: (usize, usize),
+        source: &pipeline::source::SourceInfo,
+    ) -> anyhow::Result<Option<RecordConfig>> {
+        let Some(root) = &self.record else {
+            return Ok(None);
+        };
+        let mut rc = RecordConfig::new(root.clone());
+        rc.fps = self.record_fps;
+        rc.size = self.record_size;
+        rc.selection = toggles.frame_selection;
+        rc.encoder = toggles.encoder.resolve(caps.has_nvenc)?;
+        rc.crf = self.record_crf;
+        rc.flush_every = toggles.flush_every;
+        rc.fsync_every = toggles.fsync_every;
+        rc.bgr_input = toggles.color_path == ColorPath::Bgr;
+        rc.resize = toggles.resize;
+        rc.overlay_mode = toggles.overlay;
+        // The preview's marker, scaled from preview pixels to recorded pixels.
+        let out_w = self.record_size.map_or(scene.0, |s| s.0) as f32;
+        let (pw, _) = fit_size(scene.0, scene.1, self.preview_size.0, self.preview_size.1);
+        let k = (out_w / pw.max(1) as f32).max(1.0);
+        rc.marker = OverlayStyle {
+            shape: self.marker,
+            radius: ((self.marker_radius as f32 * k).round() as u32).clamp(1, 256),
+            thickness: ((self.marker_thickness as f32 * k).round() as u32).clamp(1, 64),
+            dot_radius: 0,
+            worn: self.worn_color,
+            not_worn: self.not_worn_color,
+            hud: false,
+            ..OverlayStyle::default()
+        };
+        rc.manifest_extra = serde_json::json!({
+            "command_line": std::env::args().collect::<Vec<_>>(),
+            "toggles": toggles,
+            "source": source,
+            "platform": caps,
+            "eyetrack_version": env!("CARGO_PKG_VERSION"),
+            "git_revision": pipeline::report::ToolInfo::current().git_revision,
+        });
+        rc.prepare()?;
+        Ok(Some(rc))
     }
 
     fn overlay_style(&self) -> OverlayStyle {
@@ -287,7 +384,24 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         check_writable(path, "flamegraph")?;
     }
     let caps = platform::detect();
+    let info = source.info();
+    let scene = (
+        info.width,
+        if info.tiled {
+            pipeline::process::scene_height(info.height)
+        } else {
+            info.height
+        },
+    );
+    let record = args.record_config(&toggles, caps, scene, &info)?;
+    let scenario = if record.is_some() {
+        "recording"
+    } else {
+        "streaming"
+    };
     let cfg = PipelineConfig {
+        record_at_start: record.is_some(),
+        record,
         toggles,
         preview_box: args.preview_size,
         overlay_style: args.overlay_style(),
@@ -316,9 +430,38 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let source_info = running.source_info().clone();
     let live = !args.quiet && std::io::stderr().is_terminal();
     let t0 = Instant::now();
+    let mut recordings: Vec<RecordingSummary> = Vec::new();
+    let mut reported_error = None;
+    if let Some(dir) = running.recorder().and_then(|r| r.active()) {
+        if !args.quiet {
+            eprintln!("eyetrack: recording into {}", dir.display());
+        }
+    }
+    let mut last_toggle = Instant::now();
     let mut last_line = Instant::now();
     while !running.is_finished() {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
+        if let Some(rec) = running.recorder() {
+            // A fault ended the recording while streaming goes on: say so once, in one line.
+            let err = rec.last_error();
+            if err.is_some() && err != reported_error {
+                eprintln!(
+                    "\reyetrack: recording stopped: {} (streaming continues)",
+                    cli::one_line(err.as_deref().unwrap_or_default())
+                );
+                reported_error = err;
+            }
+            if let Some(period) = args.record_cycle {
+                if last_toggle.elapsed() >= period {
+                    last_toggle = Instant::now();
+                    if rec.active().is_some() {
+                        recordings.push(rec.stop()?);
+                    } else if reported_error.is_none() {
+                        rec.start()?;
+                    }
+                }
+            }
+        }
         if live && last_line.elapsed() >= Duration::from_millis(500) {
             last_line = Instant::now();
             status_line(&running, &monitor, t0.elapsed(), source_info.fps);
@@ -328,7 +471,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         eprint!("\r\x1b[2K");
     }
     let latest = Arc::clone(running.latest_preview());
+    if let Some(rec) = running.recorder() {
+        if let Ok(s) = rec.stop() {
+            recordings.push(s);
+        }
+    }
     let outcome = running.wait();
+    recordings.extend(outcome.recording.clone());
     let resources = monitor.stop();
     let flamegraph = match (sampler, &args.flamegraph) {
         (Some(sampler), Some(path)) => {
@@ -355,13 +504,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         &outcome,
         ReportInputs {
             command_line: std::env::args().collect(),
-            scenario: "streaming",
+            scenario,
             source: source_info,
             toggles,
             preview_box: args.preview_size,
             paced,
             resources,
             flamegraph,
+            recordings,
         },
         caps,
     );

@@ -1,0 +1,229 @@
+//! The ffmpeg program as the encoder (the plan's VideoEncoder): raw frames on its stdin through
+//! ffmpeg-sidecar, libx264 or h264_nvenc out to Matroska; its stderr drained on a thread.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ChildStdin;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use ffmpeg_sidecar::child::FfmpegChild;
+use ffmpeg_sidecar::command::FfmpegCommand;
+
+use super::{
+    check_shape, file_len, fsync_path, EncodeError, EncoderSpec, SegmentSummary, VideoEncoder,
+    CLUSTER_MS,
+};
+use crate::frame::{FrameView, PixelFormat};
+
+/// Last lines of ffmpeg's stderr kept for error messages.
+const STDERR_TAIL: usize = 8;
+
+pub struct FfmpegEncoder {
+    spec: EncoderSpec,
+    path: PathBuf,
+    child: FfmpegChild,
+    stdin: Option<ChildStdin>,
+    stderr: Option<JoinHandle<()>>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    frames: u64,
+}
+
+impl FfmpegEncoder {
+    pub fn spawn(nvenc: bool, spec: &EncoderSpec, path: &Path) -> Result<Self, EncodeError> {
+        if !ffmpeg_sidecar::command::ffmpeg_is_installed() {
+            return Err(EncodeError::Missing);
+        }
+        let mut cmd = FfmpegCommand::new();
+        cmd.hide_banner()
+            .args(["-nostats", "-loglevel", "error"])
+            .format("rawvideo")
+            .pix_fmt(match spec.input {
+                PixelFormat::Bgr24 => "bgr24",
+                _ => "yuv420p",
+            })
+            .size(spec.width as u32, spec.height as u32)
+            .args(["-framerate", &spec.fps.to_string()])
+            .input("pipe:0");
+        if nvenc {
+            cmd.codec_video("h264_nvenc")
+                .args(["-preset", "p1", "-tune", "ll"]);
+        } else {
+            cmd.codec_video("libx264").preset("ultrafast").crf(spec.crf);
+        }
+        cmd.pix_fmt("yuv420p")
+            .format("matroska")
+            .args(["-cluster_time_limit", &CLUSTER_MS.to_string()])
+            .overwrite()
+            .output(path);
+        // Its own process group: a Ctrl-C at the terminal reaches us, and we end the video
+        // cleanly, instead of ffmpeg quitting mid-stream on its own.
+        cmd.as_inner_mut().process_group(0);
+        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EncodeError::Missing,
+            _ => EncodeError::Spawn(e),
+        })?;
+        let stdin = child.take_stdin();
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        let stderr = match child.take_stderr() {
+            Some(err) => {
+                let tail = Arc::clone(&tail);
+                std::thread::Builder::new()
+                    .name("ffmpeg-stderr".into())
+                    .spawn(move || {
+                        // Drained to the end, or ffmpeg could block on a full pipe.
+                        for line in BufReader::new(err).lines().map_while(Result::ok) {
+                            if let Ok(mut t) = tail.lock() {
+                                if t.len() == STDERR_TAIL {
+                                    t.pop_front();
+                                }
+                                t.push_back(line);
+                            }
+                        }
+                    })
+                    .ok()
+            }
+            None => None,
+        };
+        Ok(FfmpegEncoder {
+            spec: spec.clone(),
+            path: path.to_owned(),
+            child,
+            stdin,
+            stderr,
+            tail,
+            frames: 0,
+        })
+    }
+
+    /// The error for a child that stopped taking frames: a full disk (ffmpeg says so, or the
+    /// file system has no room left) cannot be fixed by a restart, anything else can.
+    fn died(&mut self) -> EncodeError {
+        let status = match self.child.wait() {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("wait failed: {e}"),
+        };
+        if let Some(h) = self.stderr.take() {
+            let _ = h.join();
+        }
+        let tail = self.tail_text();
+        if tail.contains("No space left") || disk_is_full(&self.path) {
+            return EncodeError::DiskFull(self.path.clone());
+        }
+        EncodeError::Died { status, tail }
+    }
+
+    fn tail_text(&self) -> String {
+        match self.tail.lock() {
+            Ok(t) if !t.is_empty() => {
+                format!(": {}", t.iter().cloned().collect::<Vec<_>>().join(" | "))
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// Less than one raw frame's worth of room is as good as full for a video file.
+fn disk_is_full(path: &Path) -> bool {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    nix::sys::statvfs::statvfs(dir)
+        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()) < 65_536)
+        .unwrap_or(false)
+}
+
+impl VideoEncoder for FfmpegEncoder {
+    fn encode(&mut self, frame: &FrameView<'_>) -> Result<(), EncodeError> {
+        check_shape(&self.spec, frame)?;
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(self.died());
+        };
+        let mut write = || -> std::io::Result<()> {
+            for i in 0..frame.format.plane_count() {
+                let p = frame.plane(i);
+                if p.is_contiguous() {
+                    stdin.write_all(p.span())?;
+                } else {
+                    for y in 0..p.height {
+                        stdin.write_all(p.row(y))?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        match write() {
+            Ok(()) => {
+                self.frames += 1;
+                Ok(())
+            }
+            Err(_) => {
+                self.stdin = None;
+                Err(self.died())
+            }
+        }
+    }
+
+    fn sync(&mut self) -> Result<u64, EncodeError> {
+        // What ffmpeg has muxed reaches the disk; frames still inside ffmpeg (pipe, encoder,
+        // the open cluster of at most CLUSTER_MS) are covered by the next sync, or by ffmpeg
+        // finishing the file when we die before it.
+        fsync_path(&self.path)?;
+        Ok(self.frames)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<SegmentSummary, EncodeError> {
+        // Closing stdin is ffmpeg's end of input: it drains the encoder and writes the cues.
+        self.stdin = None;
+        let status = self.child.wait().map_err(|source| EncodeError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        if let Some(h) = self.stderr.take() {
+            let _ = h.join();
+        }
+        if !status.success() {
+            let tail = self.tail_text();
+            if tail.contains("No space left") {
+                return Err(EncodeError::DiskFull(self.path.clone()));
+            }
+            return Err(EncodeError::Died {
+                status: status.to_string(),
+                tail,
+            });
+        }
+        fsync_path(&self.path)?;
+        Ok(SegmentSummary {
+            file: file_name(&self.path),
+            frames: self.frames,
+            bytes: file_len(&self.path),
+            end: "finished".into(),
+        })
+    }
+
+    fn bytes_written(&self) -> u64 {
+        file_len(&self.path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for FfmpegEncoder {
+    fn drop(&mut self) {
+        // Dropped without finish (an error path): end the child rather than leak it.
+        if self.stdin.take().is_some() {
+            let _ = self.child.wait();
+        }
+        if let Some(h) = self.stderr.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,948 @@
+//! Recording (the plan's RecordingManager, "Detailed Frame Flow" 4-5): frame selection, the
+//! encoder thread, the CSV writer thread, and the start/stop lifecycle of recording folders.
+//!
+//! Threads: the process stage offers every processed frame while recording (never blocking:
+//! a full queue is counted and logged), the `record` thread selects, scales, draws the gaze
+//! circle and encodes, and the `record-csv` thread owns the CSV files. Start and stop can be
+//! called from any thread, any number of times in one process.
+
+pub mod csv_files;
+pub mod encoder;
+pub mod select;
+pub mod session;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
+use serde::Serialize;
+
+use crate::color;
+use crate::coordinator::Control;
+use crate::frame::{Frame, FrameView, PixelFormat};
+use crate::overlay::{Overlay, OverlayMode, OverlayStyle};
+use crate::packet::{FrameMeta, MatchedGaze};
+use crate::preview::{ResizeFilter, Scaler};
+use crate::process::Processed;
+use crate::profile::{Counters, Phase, StageProfile};
+use crate::sensors::{GazeSample, ImuSample};
+use crate::time::{MonoNanos, UnixNanos};
+
+use csv_files::{CsvFiles, CsvMsg, CsvSummary, EventRow, TimingRow};
+use encoder::{EncodeError, EncoderKind, EncoderSpec, SegmentSummary, VideoEncoder};
+use select::{FrameSelection, Selector};
+use session::{Counts, Manifest};
+
+/// How recordings are made.
+#[derive(Clone, Debug)]
+pub struct RecordConfig {
+    /// Folder the recording folders are created in.
+    pub root: PathBuf,
+    /// Output frames per second (1-30).
+    pub fps: u32,
+    /// Output size; `None` = the scene's own size.
+    pub size: Option<(usize, usize)>,
+    pub selection: FrameSelection,
+    /// Already resolved (not `auto`).
+    pub encoder: EncoderKind,
+    pub crf: u32,
+    /// CSV rows per write(2) (plan 1.2; 1 = the plan's current behaviour).
+    pub flush_every: u32,
+    /// Output frames between fsyncs of the video and the CSVs (plan 1.4; 0 = only at stop).
+    pub fsync_every: u32,
+    /// Packed BGR goes to the encoder (the plan's colour path) instead of I420.
+    pub bgr_input: bool,
+    pub resize: ResizeFilter,
+    pub overlay_mode: OverlayMode,
+    /// The gaze circle drawn into recorded frames, in output pixels (no HUD).
+    pub marker: OverlayStyle,
+    /// Frames the recorder's queue holds before the process stage has to skip one.
+    pub queue: usize,
+    /// Whatever the caller wants in each session.json (toggles, source, platform, versions).
+    pub manifest_extra: serde_json::Value,
+}
+
+impl RecordConfig {
+    pub fn new(root: PathBuf) -> Self {
+        RecordConfig {
+            root,
+            fps: 5,
+            size: None,
+            selection: FrameSelection::Timer,
+            encoder: EncoderKind::Ffmpeg,
+            crf: 23,
+            flush_every: 30,
+            fsync_every: 600,
+            bgr_input: false,
+            resize: ResizeFilter::Area,
+            overlay_mode: OverlayMode::Sprite,
+            marker: OverlayStyle {
+                hud: false,
+                dot_radius: 0,
+                ..OverlayStyle::default()
+            },
+            queue: 8,
+            manifest_extra: serde_json::Value::Null,
+        }
+    }
+
+    /// Checks, before any streaming, that recordings can be made: the folder exists (or can be
+    /// created as a last path component) and is writable, the settings are in range, and the
+    /// encoder is there.
+    pub fn prepare(&self) -> Result<(), RecordError> {
+        if !(1..=30).contains(&self.fps) {
+            return Err(RecordError::Config(format!(
+                "record fps {} is outside 1..=30",
+                self.fps
+            )));
+        }
+        if let Some((w, h)) = self.size {
+            if !w.is_multiple_of(2) || !h.is_multiple_of(2) || w < 16 || h < 16 {
+                return Err(RecordError::Config(format!(
+                    "record size {w}x{h} must be even and at least 16x16"
+                )));
+            }
+        }
+        if self.encoder == EncoderKind::Auto {
+            return Err(RecordError::Config(
+                "encoder must be resolved before recording".into(),
+            ));
+        }
+        let root = &self.root;
+        if !root.is_dir() {
+            let parent = root
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(RecordError::Folder {
+                    path: root.clone(),
+                    reason: format!("its parent folder {} does not exist", parent.display()),
+                });
+            }
+            std::fs::create_dir(root).map_err(|e| RecordError::Folder {
+                path: root.clone(),
+                reason: format!("cannot create it: {e}"),
+            })?;
+        }
+        let probe = root.join(".eyetrack-write-test");
+        std::fs::write(&probe, b"ok")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| RecordError::Folder {
+                path: root.clone(),
+                reason: format!("not writable: {e}"),
+            })?;
+        if matches!(self.encoder, EncoderKind::Ffmpeg | EncoderKind::Nvenc)
+            && !ffmpeg_sidecar::command::ffmpeg_is_installed()
+        {
+            return Err(RecordError::Encoder(EncodeError::Missing));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("recording folder {path}: {reason}")]
+    Folder { path: PathBuf, reason: String },
+    #[error("recording: {0}")]
+    Config(String),
+    #[error("recording encoder: {0}")]
+    Encoder(#[from] EncodeError),
+    #[error("already recording into {0}")]
+    AlreadyRecording(PathBuf),
+    #[error("not recording")]
+    NotRecording,
+    #[error("recording stopped: {0}")]
+    Failed(String),
+    #[error("the recorder thread is gone")]
+    Gone,
+}
+
+/// What a finished recording holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordingSummary {
+    pub dir: PathBuf,
+    pub counts: Counts,
+    pub segments: Vec<SegmentSummary>,
+    pub csv: CsvSummary,
+    /// "stopped" or "error: ..." when a fault ended it.
+    pub end: String,
+}
+
+/// A processed frame offered to the recorder.
+pub(crate) struct RecordJob {
+    pub processed: Processed,
+    pub meta: FrameMeta,
+    pub gaze: Option<MatchedGaze>,
+}
+
+enum Command {
+    Start(Box<Session>),
+    Stop(Sender<Result<RecordingSummary, RecordError>>),
+}
+
+/// What `start` prepared for the record thread.
+struct Session {
+    dir: PathBuf,
+    started: UnixNanos,
+    spec: EncoderSpec,
+    encoder: Box<dyn VideoEncoder>,
+}
+
+#[derive(Default)]
+struct State {
+    active: Option<PathBuf>,
+    /// A recording a fault ended by itself, until someone asks (stop or `last_error`).
+    ended: Option<RecordingSummary>,
+    last_error: Option<String>,
+}
+
+/// The recorder: a handle shared by the pipeline and whoever starts and stops recordings.
+pub struct Recorder {
+    cfg: RecordConfig,
+    scene: (usize, usize),
+    control: Arc<Control>,
+    counters: Arc<Counters>,
+    cmd_tx: Sender<Command>,
+    job_tx: Sender<RecordJob>,
+    csv_tx: Sender<CsvMsg>,
+    state: Arc<Mutex<State>>,
+    /// Serializes start and stop between callers.
+    lifecycle: Mutex<()>,
+    /// Offline replays wait for the recorder (every frame is recorded, as every frame goes
+    /// through every stage); live runs never wait and count what they had to skip.
+    blocking: bool,
+}
+
+/// Threads behind a [`Recorder`], joined when the pipeline ends.
+pub(crate) struct RecorderThreads {
+    record: JoinHandle<StageProfile>,
+    csv: JoinHandle<()>,
+}
+
+/// The CSV queue is deep: rows are small and a slow disk should delay them, not lose them.
+const CSV_QUEUE: usize = 16_384;
+
+impl Recorder {
+    /// Starts the recorder's threads (idle until `start`). `scene` is the processed frame
+    /// size; `camera_fps` the source's nominal rate.
+    pub(crate) fn spawn(
+        cfg: RecordConfig,
+        scene: (usize, usize),
+        camera_fps: f64,
+        control: Arc<Control>,
+        counters: Arc<Counters>,
+        profile: bool,
+        blocking: bool,
+    ) -> Result<(Arc<Recorder>, RecorderThreads), RecordError> {
+        let (cmd_tx, cmd_rx) = bounded::<Command>(4);
+        let (job_tx, job_rx) = bounded::<RecordJob>(cfg.queue.max(1));
+        let (csv_tx, csv_rx) = bounded::<CsvMsg>(CSV_QUEUE);
+        let csv_failed = Arc::new(AtomicU64::new(0));
+        let csv_error = Arc::new(Mutex::new(None));
+        let state = Arc::new(Mutex::new(State::default()));
+        let csv = csv_files::spawn_writer(
+            csv_rx,
+            Arc::clone(&counters),
+            Arc::clone(&csv_failed),
+            Arc::clone(&csv_error),
+        )
+        .map_err(|e| RecordError::Config(format!("cannot start the CSV thread: {e}")))?;
+        let overlay = Overlay::new(cfg.overlay_mode, cfg.marker.clone())
+            .map_err(|e| RecordError::Config(format!("gaze circle: {e}")))?;
+        let worker = Worker {
+            cfg: cfg.clone(),
+            scene,
+            camera_fps,
+            control: Arc::clone(&control),
+            counters: Arc::clone(&counters),
+            csv_tx: csv_tx.clone(),
+            csv_failed,
+            csv_error,
+            state: Arc::clone(&state),
+            scaler: Scaler::new(cfg.resize),
+            overlay,
+            profile: StageProfile::new(profile),
+        };
+        let record = std::thread::Builder::new()
+            .name("record".into())
+            .spawn(move || worker.run(cmd_rx, job_rx))
+            .map_err(|e| RecordError::Config(format!("cannot start the record thread: {e}")))?;
+        let recorder = Arc::new(Recorder {
+            cfg,
+            scene,
+            control,
+            counters,
+            cmd_tx,
+            job_tx,
+            csv_tx,
+            state,
+            lifecycle: Mutex::new(()),
+            blocking,
+        });
+        Ok((recorder, RecorderThreads { record, csv }))
+    }
+
+    pub fn config(&self) -> &RecordConfig {
+        &self.cfg
+    }
+
+    /// The output frame size.
+    pub fn output_size(&self) -> (usize, usize) {
+        self.cfg
+            .size
+            .unwrap_or((self.scene.0 & !1, self.scene.1 & !1))
+    }
+
+    /// Starts a new recording folder; returns its path.
+    pub fn start(&self) -> Result<PathBuf, RecordError> {
+        let _guard = self.lifecycle.lock().map_err(|_| RecordError::Gone)?;
+        if let Some(dir) = self.lock_state()?.active.clone() {
+            return Err(RecordError::AlreadyRecording(dir));
+        }
+        let started = UnixNanos::now();
+        let dir =
+            session::create_folder(&self.cfg.root, started).map_err(|e| RecordError::Folder {
+                path: self.cfg.root.clone(),
+                reason: format!("cannot create a recording folder: {e}"),
+            })?;
+        let (w, h) = self.output_size();
+        let spec = EncoderSpec {
+            width: w,
+            height: h,
+            fps: self.cfg.fps,
+            input: if self.cfg.bgr_input {
+                PixelFormat::Bgr24
+            } else {
+                PixelFormat::I420
+            },
+            crf: self.cfg.crf,
+        };
+        let files =
+            CsvFiles::create(&dir, self.cfg.flush_every).map_err(|e| RecordError::Folder {
+                path: dir.clone(),
+                reason: format!("cannot create the CSV files: {e}"),
+            })?;
+        reserve_space(&dir).map_err(|e| RecordError::Folder {
+            path: dir.clone(),
+            reason: format!("cannot write: {e}"),
+        })?;
+        let encoder = encoder::open(self.cfg.encoder, &spec, &segment_path(&dir, 0))?;
+        let manifest = self.manifest(&dir, started);
+        session::write_manifest(&dir, &manifest).map_err(|e| RecordError::Folder {
+            path: dir.clone(),
+            reason: format!("cannot write {}: {e}", session::MANIFEST),
+        })?;
+        self.csv_send(CsvMsg::Open(Box::new(files)))?;
+        self.csv_send(CsvMsg::Event(EventRow::now(
+            "recording_start",
+            dir.display().to_string(),
+        )))?;
+        self.cmd_tx
+            .send(Command::Start(Box::new(Session {
+                dir: dir.clone(),
+                started,
+                spec,
+                encoder,
+            })))
+            .map_err(|_| RecordError::Gone)?;
+        {
+            let mut st = self.lock_state()?;
+            st.active = Some(dir.clone());
+            st.ended = None;
+            st.last_error = None;
+        }
+        Counters::add(&self.counters.recordings, 1);
+        // Last: frames and samples flow only once the files are open.
+        self.control.recording.store(true, Ordering::Relaxed);
+        Ok(dir)
+    }
+
+    /// Stops the current recording: the encoder finishes its file, the CSVs get their final
+    /// flush and fsync, the manifest its end. A recording a fault already ended is returned
+    /// with that end.
+    pub fn stop(&self) -> Result<RecordingSummary, RecordError> {
+        let _guard = self.lifecycle.lock().map_err(|_| RecordError::Gone)?;
+        self.control.recording.store(false, Ordering::Relaxed);
+        {
+            let mut st = self.lock_state()?;
+            if st.active.is_none() {
+                return st.ended.take().ok_or(RecordError::NotRecording);
+            }
+        }
+        let (tx, rx) = bounded(1);
+        self.cmd_tx
+            .send(Command::Stop(tx))
+            .map_err(|_| RecordError::Gone)?;
+        rx.recv().map_err(|_| RecordError::Gone)?
+    }
+
+    /// The recording in progress, if any.
+    pub fn active(&self) -> Option<PathBuf> {
+        self.state.lock().ok().and_then(|s| s.active.clone())
+    }
+
+    /// The fault that ended the last recording by itself, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.state.lock().ok().and_then(|s| s.last_error.clone())
+    }
+
+    /// Writes a row to events.csv of the current recording (user events, stream gaps).
+    pub fn event(&self, kind: &'static str, detail: impl Into<String>, device_time: Option<i64>) {
+        if self.control.recording.load(Ordering::Relaxed) {
+            let mut row = EventRow::now(kind, detail);
+            row.device_time_ns = device_time;
+            let _ = self.csv_tx.try_send(CsvMsg::Event(row));
+        }
+    }
+
+    /// Gaze and IMU samples from the acquire stage, while recording.
+    pub(crate) fn gaze(&self, g: GazeSample) {
+        if self.control.recording.load(Ordering::Relaxed) {
+            self.csv_try(CsvMsg::Gaze(g));
+        }
+    }
+
+    pub(crate) fn imu(&self, s: ImuSample) {
+        if self.control.recording.load(Ordering::Relaxed) {
+            self.csv_try(CsvMsg::Imu(s));
+        }
+    }
+
+    /// Offers a processed frame; never blocks the caller.
+    pub(crate) fn offer(&self, job: RecordJob) {
+        if !self.control.recording.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.blocking {
+            let _ = self.job_tx.send(job);
+            return;
+        }
+        match self.job_tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => Counters::add(&self.counters.record_queue_full, 1),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    fn csv_try(&self, msg: CsvMsg) {
+        if self.blocking {
+            let _ = self.csv_tx.send(msg);
+            return;
+        }
+        if let Err(TrySendError::Full(_)) = self.csv_tx.try_send(msg) {
+            Counters::add(&self.counters.record_queue_full, 1);
+        }
+    }
+
+    fn csv_send(&self, msg: CsvMsg) -> Result<(), RecordError> {
+        self.csv_tx.send(msg).map_err(|_| RecordError::Gone)
+    }
+
+    fn lock_state(&self) -> Result<std::sync::MutexGuard<'_, State>, RecordError> {
+        self.state.lock().map_err(|_| RecordError::Gone)
+    }
+
+    fn manifest(&self, dir: &Path, started: UnixNanos) -> Manifest {
+        let (w, h) = self.output_size();
+        let config = serde_json::json!({
+            "fps": self.cfg.fps,
+            "size": [w, h],
+            "frame_selection": self.cfg.selection,
+            "encoder": self.cfg.encoder,
+            "crf": self.cfg.crf,
+            "container": encoder::CONTAINER_EXT,
+            "flush_every": self.cfg.flush_every,
+            "fsync_every": self.cfg.fsync_every,
+            "input": if self.cfg.bgr_input { "bgr24" } else { "i420" },
+            "run": self.cfg.manifest_extra,
+        });
+        Manifest {
+            schema_version: session::SCHEMA_VERSION,
+            id: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            started_unix_ns: started.0,
+            started_utc: session::utc(started),
+            stopped_unix_ns: None,
+            stopped_utc: None,
+            end: "recording".into(),
+            config,
+            counts: Counts::default(),
+            segments: Vec::new(),
+            csv: CsvSummary::default(),
+        }
+    }
+
+    /// Stops a recording still running when the pipeline ends, then ends the threads.
+    pub(crate) fn shutdown(
+        self: Arc<Self>,
+        threads: RecorderThreads,
+    ) -> (StageProfile, Option<RecordingSummary>) {
+        let summary = if self.active().is_some() {
+            self.stop().ok()
+        } else {
+            None
+        };
+        let Recorder {
+            cmd_tx,
+            job_tx,
+            csv_tx,
+            ..
+        } = match Arc::try_unwrap(self) {
+            Ok(r) => r,
+            // Someone still holds the handle (a control API): the threads end when it drops.
+            Err(_) => return (StageProfile::new(false), summary),
+        };
+        drop((cmd_tx, job_tx));
+        let profile = threads
+            .record
+            .join()
+            .unwrap_or_else(|_| StageProfile::new(false));
+        drop(csv_tx);
+        let _ = threads.csv.join();
+        (profile, summary)
+    }
+}
+
+/// Room set aside in each recording folder at start and given back at the end, so that on a
+/// full disk the final CSV flush and the closing manifest still fit.
+const RESERVE: &str = ".eyetrack-reserve";
+const RESERVE_BYTES: usize = 256 * 1024;
+
+fn reserve_space(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join(RESERVE))?;
+    f.write_all(&vec![0u8; RESERVE_BYTES])?;
+    f.sync_data()
+}
+
+fn segment_path(dir: &Path, index: u32) -> PathBuf {
+    dir.join(format!("scene_{index:03}.{}", encoder::CONTAINER_EXT))
+}
+
+/// The record thread's own state.
+struct Worker {
+    cfg: RecordConfig,
+    /// The processed scene size gaze coordinates refer to.
+    scene: (usize, usize),
+    camera_fps: f64,
+    control: Arc<Control>,
+    counters: Arc<Counters>,
+    csv_tx: Sender<CsvMsg>,
+    csv_failed: Arc<AtomicU64>,
+    csv_error: Arc<Mutex<Option<String>>>,
+    state: Arc<Mutex<State>>,
+    scaler: Scaler,
+    overlay: Overlay,
+    profile: StageProfile,
+}
+
+/// One recording in progress, on the record thread.
+struct Active {
+    dir: PathBuf,
+    started: UnixNanos,
+    spec: EncoderSpec,
+    encoder: Option<Box<dyn VideoEncoder>>,
+    segment: u32,
+    segments: Vec<SegmentSummary>,
+    selector: Selector,
+    /// The last output frame (scaled, with its gaze circle): what a repeat writes again.
+    out: Frame,
+    scaled: Frame,
+    last: Option<(FrameMeta, Option<MatchedGaze>)>,
+    counts: Counts,
+    since_sync: u32,
+    queue_full_seen: u64,
+    video_bytes_seen: u64,
+    /// Encoder deaths in the last minute: a crash loop ends the recording instead.
+    restarts: Vec<Instant>,
+}
+
+/// More encoder deaths than this within a minute is not a fluke: stop recording.
+const MAX_RESTARTS_PER_MINUTE: usize = 5;
+
+impl Worker {
+    fn run(mut self, cmd_rx: Receiver<Command>, job_rx: Receiver<RecordJob>) -> StageProfile {
+        let mut active: Option<Active> = None;
+        loop {
+            select! {
+                recv(cmd_rx) -> cmd => match cmd {
+                    Ok(Command::Start(s)) => {
+                        if let Some(a) = active.take() {
+                            // Start without stop cannot happen through Recorder; be safe.
+                            let _ = self.finish(a, "stopped".into());
+                        }
+                        active = Some(self.begin(*s));
+                    }
+                    Ok(Command::Stop(reply)) => {
+                        let result = match active.take() {
+                            Some(a) => Ok(self.finish(a, "stopped".into())),
+                            None => self
+                                .state
+                                .lock()
+                                .ok()
+                                .and_then(|mut s| s.ended.take())
+                                .ok_or(RecordError::NotRecording),
+                        };
+                        let _ = reply.send(result);
+                    }
+                    Err(_) => break,
+                },
+                recv(job_rx) -> job => match job {
+                    Ok(job) => {
+                        if let Some(a) = active.as_mut() {
+                            if let Err(fault) = self.record(a, job) {
+                                if let Some(a) = active.take() {
+                                    self.fail(a, fault);
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => break,
+                },
+            }
+        }
+        if let Some(a) = active.take() {
+            let _ = self.finish(a, "stopped".into());
+        }
+        self.profile
+    }
+
+    fn begin(&mut self, s: Session) -> Active {
+        let fmt = s.spec.input;
+        Active {
+            dir: s.dir,
+            started: s.started,
+            selector: Selector::new(self.cfg.selection, self.cfg.fps, self.camera_fps),
+            out: Frame::new(fmt, s.spec.width, s.spec.height),
+            scaled: Frame::new(fmt, 2, 2),
+            spec: s.spec,
+            encoder: Some(s.encoder),
+            segment: 0,
+            segments: Vec::new(),
+            last: None,
+            counts: Counts::default(),
+            since_sync: 0,
+            queue_full_seen: self.counters.snapshot().record_queue_full,
+            video_bytes_seen: 0,
+            restarts: Vec::new(),
+        }
+    }
+
+    /// Handles one offered camera frame. An `Err` is a fault that ends the recording.
+    fn record(&mut self, a: &mut Active, job: RecordJob) -> Result<(), String> {
+        a.counts.camera_frames += 1;
+        self.check_faults(a)?;
+        let decision = a
+            .selector
+            .offer(job.meta.device_time, job.meta.camera_index);
+        if decision.emit == 0 {
+            return Ok(());
+        }
+        if let Some((meta, gaze)) = a.last {
+            for _ in 0..decision.repeat_previous {
+                self.write(a, meta, gaze, true)?;
+            }
+        }
+        let span = self.profile.start();
+        let built = self.build(a, &job.processed.view(), job.gaze);
+        self.profile.finish(Phase::Record, span);
+        built?;
+        a.last = Some((job.meta, job.gaze));
+        self.write(a, job.meta, job.gaze, false)
+    }
+
+    /// Faults other threads noticed: a CSV write failed (full disk), frames were skipped
+    /// because the queue was full (logged, the recording goes on).
+    fn check_faults(&mut self, a: &mut Active) -> Result<(), String> {
+        if self.csv_failed.load(Ordering::Relaxed) > 0 {
+            let e = self
+                .csv_error
+                .lock()
+                .ok()
+                .and_then(|mut s| s.take())
+                .unwrap_or_else(|| "a CSV write failed".into());
+            self.csv_failed.store(0, Ordering::Relaxed);
+            return Err(e);
+        }
+        let full = self.counters.snapshot().record_queue_full;
+        if full > a.queue_full_seen {
+            let n = full - a.queue_full_seen;
+            a.queue_full_seen = full;
+            a.counts.queue_full += n;
+            self.event(
+                "queue_full",
+                format!("{n} frame(s) or sample(s) skipped: the recorder's queue was full"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Scales (or copies) the processed frame into the output frame and draws the gaze.
+    fn build(
+        &mut self,
+        a: &mut Active,
+        src: &FrameView<'_>,
+        gaze: Option<MatchedGaze>,
+    ) -> Result<(), String> {
+        let (w, h) = (a.spec.width, a.spec.height);
+        let fmt = a.spec.input;
+        let scaled_src;
+        let src = if src.width == w && src.height == h {
+            src
+        } else {
+            self.scaler
+                .scale(src, &mut a.scaled, w, h)
+                .map_err(|e| format!("scaling to {w}x{h}: {e}"))?;
+            scaled_src = a.scaled.view();
+            &scaled_src
+        };
+        if src.format == fmt {
+            a.out.reset(fmt, w, h);
+            a.out.copy_from(src);
+        } else {
+            color::convert(src, &mut a.out, fmt).map_err(|e| format!("colour: {e}"))?;
+        }
+        if let Some(g) = gaze {
+            let sx = w as f32 / self.scene.0.max(1) as f32;
+            let sy = h as f32 / self.scene.1.max(1) as f32;
+            self.overlay
+                .draw_gaze(&mut a.out, g.sample.x * sx, g.sample.y * sy, g.sample.worn)
+                .map_err(|e| format!("gaze circle: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the current output frame and writes its timing row.
+    fn write(
+        &mut self,
+        a: &mut Active,
+        meta: FrameMeta,
+        gaze: Option<MatchedGaze>,
+        repeat: bool,
+    ) -> Result<(), String> {
+        let span = self.profile.start();
+        let result = match a.encoder.as_mut() {
+            Some(enc) => enc.encode(&a.out.view()),
+            None => Err(EncodeError::Died {
+                status: "not running".into(),
+                tail: String::new(),
+            }),
+        };
+        self.profile.finish(Phase::Encode, span);
+        if let Err(e) = result {
+            return self.encoder_fault(a, e);
+        }
+        let row = TimingRow {
+            output_index: a.counts.frames,
+            camera_index: meta.camera_index,
+            device_time_ns: meta.device_time.0,
+            received_mono_ns: meta.received_mono.0,
+            write_unix_ns: UnixNanos::now().0,
+            write_mono_ns: MonoNanos::now().0,
+            repeat: repeat as u8,
+            gaze_x_px: gaze.map(|g| g.sample.x),
+            gaze_y_px: gaze.map(|g| g.sample.y),
+            gaze_worn: gaze.map(|g| g.sample.worn as u8),
+            gaze_dt_ns: gaze.map(|g| g.dt_ns),
+        };
+        let _ = self.csv_tx.send(CsvMsg::Timing(row));
+        a.counts.frames += 1;
+        Counters::add(&self.counters.record_frames, 1);
+        if repeat {
+            a.counts.repeats += 1;
+            Counters::add(&self.counters.record_repeats, 1);
+        }
+        a.since_sync += 1;
+        if self.cfg.fsync_every > 0 && a.since_sync >= self.cfg.fsync_every {
+            self.sync(a)?;
+        }
+        Ok(())
+    }
+
+    /// Plan 1.4: the video and every CSV reach the disk together.
+    fn sync(&mut self, a: &mut Active) -> Result<(), String> {
+        a.since_sync = 0;
+        let durable = match a.encoder.as_mut().map(|e| e.sync()) {
+            Some(Ok(n)) => n,
+            Some(Err(e)) if e.is_fatal() => return Err(e.to_string()),
+            Some(Err(e)) => return self.encoder_fault(a, e),
+            None => 0,
+        };
+        Counters::add(&self.counters.record_fsyncs, 1);
+        a.counts.fsyncs += 1;
+        self.update_video_bytes(a);
+        let seg = segment_path(&a.dir, a.segment);
+        self.event(
+            "fsync",
+            format!(
+                "{} holds {durable} frames on disk",
+                seg.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+        );
+        let _ = self.csv_tx.send(CsvMsg::Sync);
+        Ok(())
+    }
+
+    fn update_video_bytes(&mut self, a: &mut Active) {
+        let now: u64 = a.segments.iter().map(|s| s.bytes).sum::<u64>()
+            + a.encoder.as_ref().map_or(0, |e| e.bytes_written());
+        Counters::add(
+            &self.counters.record_video_bytes,
+            now.saturating_sub(a.video_bytes_seen),
+        );
+        a.video_bytes_seen = a.video_bytes_seen.max(now);
+    }
+
+    /// An encoder that died is replaced by a new segment (the gap goes to events.csv); one
+    /// that cannot go on (full disk, crash loop) ends the recording.
+    fn encoder_fault(&mut self, a: &mut Active, e: EncodeError) -> Result<(), String> {
+        a.counts.lost_to_encoder += 1;
+        let old = segment_path(&a.dir, a.segment);
+        if let Some(enc) = a.encoder.take() {
+            a.segments.push(SegmentSummary {
+                file: encoder::ffmpeg::file_name(&old),
+                frames: 0,
+                bytes: enc.bytes_written(),
+                end: format!("error: {e}"),
+            });
+            drop(enc);
+        }
+        if e.is_fatal() {
+            return Err(e.to_string());
+        }
+        let died_at = UnixNanos::now();
+        self.event("encoder_died", e.to_string());
+        a.restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+        if a.restarts.len() >= MAX_RESTARTS_PER_MINUTE {
+            return Err(format!(
+                "the encoder died {} times within a minute; last: {e}",
+                a.restarts.len() + 1
+            ));
+        }
+        a.restarts.push(Instant::now());
+        a.segment += 1;
+        let path = segment_path(&a.dir, a.segment);
+        let enc = encoder::open(self.cfg.encoder, &a.spec, &path).map_err(|e| e.to_string())?;
+        a.encoder = Some(enc);
+        Counters::add(&self.counters.encoder_restarts, 1);
+        a.counts.encoder_restarts += 1;
+        let gap_ms = UnixNanos::now().delta_ns(died_at) as f64 / 1e6;
+        self.event(
+            "encoder_restart",
+            format!(
+                "new segment {} from output frame {}, {gap_ms:.1} ms to restart; the frame that \
+                 failed and those still inside the dead encoder (pipe and open cluster, at most \
+                 about 1 s) are missing from the old segment",
+                encoder::ffmpeg::file_name(&path),
+                a.counts.frames
+            ),
+        );
+        Ok(())
+    }
+
+    fn event(&self, kind: &'static str, detail: String) {
+        let _ = self.csv_tx.send(CsvMsg::Event(EventRow::now(kind, detail)));
+    }
+
+    /// Ends a recording cleanly (stop) or after a fault; writes the final manifest.
+    fn finish(&mut self, mut a: Active, end: String) -> RecordingSummary {
+        let mut end = end;
+        let _ = std::fs::remove_file(a.dir.join(RESERVE));
+        if let Some(enc) = a.encoder.take() {
+            let path = enc.path().to_owned();
+            match enc.finish() {
+                Ok(s) => a.segments.push(s),
+                Err(e) => {
+                    a.segments.push(SegmentSummary {
+                        file: encoder::ffmpeg::file_name(&path),
+                        frames: 0,
+                        bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                        end: format!("error: {e}"),
+                    });
+                    if end == "stopped" {
+                        end = format!("error: {e}");
+                    }
+                }
+            }
+        }
+        self.update_video_bytes(&mut a);
+        self.event("recording_stop", end.clone());
+        let (tx, rx) = bounded(1);
+        let csv = match self.csv_tx.send(CsvMsg::Close(tx)) {
+            Ok(()) => match rx.recv() {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    if end == "stopped" {
+                        end = format!("error: {e}");
+                    }
+                    CsvSummary::default()
+                }
+                Err(_) => CsvSummary::default(),
+            },
+            Err(_) => CsvSummary::default(),
+        };
+        // A CSV failure noticed only at close still belongs to this recording.
+        self.csv_failed.store(0, Ordering::Relaxed);
+        let stopped = UnixNanos::now();
+        let manifest = Manifest {
+            schema_version: session::SCHEMA_VERSION,
+            id: a
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            started_unix_ns: a.started.0,
+            started_utc: session::utc(a.started),
+            stopped_unix_ns: Some(stopped.0),
+            stopped_utc: Some(session::utc(stopped)),
+            end: end.clone(),
+            config: self.manifest_config(&a),
+            counts: a.counts,
+            segments: a.segments.clone(),
+            csv,
+        };
+        if let Err(e) = session::write_manifest(&a.dir, &manifest) {
+            if end == "stopped" {
+                end = format!("error: writing {}: {e}", session::MANIFEST);
+            }
+        }
+        if let Ok(mut st) = self.state.lock() {
+            st.active = None;
+        }
+        RecordingSummary {
+            dir: a.dir,
+            counts: a.counts,
+            segments: a.segments,
+            csv,
+            end,
+        }
+    }
+
+    fn manifest_config(&self, a: &Active) -> serde_json::Value {
+        // The manifest written at start holds the full configuration; keep it.
+        std::fs::read(a.dir.join(session::MANIFEST))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("config").cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A fault ended the recording: finish what can be finished, keep streaming.
+    fn fail(&mut self, a: Active, fault: String) {
+        self.control.recording.store(false, Ordering::Relaxed);
+        let summary = self.finish(a, format!("error: {fault}"));
+        if let Ok(mut st) = self.state.lock() {
+            st.last_error = Some(fault);
+            st.ended = Some(summary);
+        }
+    }
+}
