@@ -56,6 +56,17 @@ pub struct Frames {
     pub frames_processed: u64,
     pub frames_displayed: u64,
     pub duplicates_skipped: u64,
+    /// Recording counters (zero without recording; absent in older reports).
+    #[serde(default)]
+    pub recordings: u64,
+    #[serde(default)]
+    pub record_video_bytes: u64,
+    #[serde(default)]
+    pub record_csv_bytes: u64,
+    #[serde(default)]
+    pub record_csv_writes: u64,
+    #[serde(default)]
+    pub record_fsyncs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +276,7 @@ pub fn summarize(
         })
         .collect();
     let rss = col(&|s| s.rss_peak_mb).into_iter().fold(f64::NAN, f64::max);
+    let recorded = samples.iter().any(|s| s.frames.recordings > 0);
     let dropped = Spread::of(&col(&|s| s.dropped_frames_percent));
 
     // Targets are judged on the medians, the same metrics a single run is judged on.
@@ -295,8 +307,14 @@ pub fn summarize(
         end_to_end_p95_ms: e2e,
         duplicates_skipped_median: Spread::of(&col(&|s| s.frames.duplicates_skipped as f64)).median,
         phases,
-        bytes_written: None,
-        fsyncs: None,
+        bytes_written: recorded.then(|| {
+            Spread::of(&col(&|s| {
+                (s.frames.record_video_bytes + s.frames.record_csv_bytes) as f64
+            }))
+            .median as u64
+        }),
+        fsyncs: recorded
+            .then(|| Spread::of(&col(&|s| s.frames.record_fsyncs as f64)).median as u64),
         cpu_change_percent: 0.0,
         verdict: Verdict::Baseline,
         targets,

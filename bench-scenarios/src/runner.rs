@@ -37,15 +37,34 @@ impl Scenario {
         }
     }
 
-    /// Extra `eyetrack run` flags, or why this build cannot run the scenario yet.
-    pub fn flags(self) -> Result<Vec<String>, String> {
+    /// True for the scenarios that write recordings (each run gets its own folder).
+    pub fn records(self) -> bool {
+        matches!(
+            self,
+            Scenario::Recording5fps | Scenario::Recording30fps | Scenario::StartStopCycles
+        )
+    }
+
+    /// Extra `eyetrack run` flags (recordings go under `record_dir`), or why this build
+    /// cannot run the scenario yet.
+    pub fn flags(self, record_dir: &Path) -> Result<Vec<String>, String> {
+        let rec = |fps: &str| {
+            vec![
+                "--record".to_owned(),
+                record_dir.display().to_string(),
+                "--record-fps".to_owned(),
+                fps.to_owned(),
+            ]
+        };
         match self {
             Scenario::Streaming => Ok(vec![]),
-            Scenario::Recording5fps | Scenario::Recording30fps | Scenario::StartStopCycles => {
-                Err(format!(
-                    "scenario '{}' needs recording, which this build of eyetrack does not have yet",
-                    self.name()
-                ))
+            Scenario::Recording5fps => Ok(rec("5")),
+            Scenario::Recording30fps => Ok(rec("30")),
+            // The plan's scenario 4: record a second, pause a second, for the whole run.
+            Scenario::StartStopCycles => {
+                let mut f = rec("5");
+                f.extend(["--record-cycle".to_owned(), "1s".to_owned()]);
+                Ok(f)
             }
             Scenario::NetworkInterruption => Err(
                 "scenario 'network-interruption' needs the Neon client and neon-sim, which this build does not have yet"
@@ -173,9 +192,12 @@ pub fn run_suite(
     out: &Path,
     progress: bool,
 ) -> Result<SuiteReport, RunnerError> {
+    // Each recording run writes under here; its folder is removed once its report is read
+    // (the report keeps the byte and fsync counts), so a long sweep does not fill the disk.
+    let rec_root = out.join("recordings");
     let mut scenario_flags = Vec::new();
     for s in &cfg.scenarios {
-        scenario_flags.push(s.flags().map_err(RunnerError::Unsupported)?);
+        scenario_flags.push(s.flags(&rec_root).map_err(RunnerError::Unsupported)?);
     }
     if cfg.source != "synthetic" {
         return Err(RunnerError::Unsupported(format!(
@@ -267,10 +289,19 @@ pub fn run_suite(
                 if let Some(f) = &flame {
                     cmd.arg("--flamegraph").arg(f);
                 }
+                if scenario.records() {
+                    std::fs::create_dir_all(&rec_root).map_err(|source| RunnerError::Io {
+                        path: rec_root.display().to_string(),
+                        source,
+                    })?;
+                }
                 let output = cmd.output().map_err(|source| RunnerError::Spawn {
                     path: eyetrack.display().to_string(),
                     source,
                 })?;
+                if scenario.records() {
+                    let _ = std::fs::remove_dir_all(&rec_root);
+                }
                 let slot = &mut slots[si][vi];
                 let rel = format!("runs/{stem}.json");
                 let loaded = if output.status.success() {

@@ -31,6 +31,8 @@ pub const TOGGLES: &[(&str, &str, &str)] = &[
     ("overlay", "--overlay", "sprite"),
     ("dedupe", "--dedupe", "on"),
     ("color-path", "--color-path", "planar"),
+    ("flush-every", "--flush-every", "30"),
+    ("fsync-every", "--fsync-every", "600"),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]

@@ -75,7 +75,7 @@ fn a_sweep_reports_every_variant_against_the_baseline() {
     let sc = &r["scenarios"][0];
     assert_eq!(sc["scenario"], "streaming");
     let variants = sc["variants"].as_array().unwrap();
-    assert_eq!(variants.len(), 1 + 7 + 1);
+    assert_eq!(variants.len(), 1 + 9 + 1);
     assert_eq!(variants[0]["name"], "baseline");
     assert_eq!(variants[0]["verdict"], "baseline");
     for v in variants {
@@ -213,10 +213,48 @@ fn compare_gates_regressions_beyond_noise() {
 }
 
 #[test]
+fn recording_scenarios_report_bytes_and_fsyncs_and_leave_no_recordings() {
+    let out = tmp("recording");
+    let r = run_suite(
+        &out,
+        &[
+            "--scenario",
+            "recording-5fps",
+            "--scenario",
+            "start-stop-cycles",
+            "--variant",
+            "libav=--encoder libav",
+        ],
+    );
+    for sc in r["scenarios"].as_array().unwrap() {
+        for v in sc["variants"].as_array().unwrap() {
+            assert_eq!(v["failed_runs"], 0, "{v}");
+            assert!(v["bytes_written"].as_u64().unwrap() > 10_000, "{v}");
+            assert!(
+                v["fsyncs"].as_u64().unwrap() >= 4,
+                "final fsync of every CSV: {v}"
+            );
+            let encode = v["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["phase"] == "encode")
+                .unwrap();
+            assert!(encode["count"].as_f64().unwrap() >= 1.0, "{v}");
+        }
+    }
+    assert!(
+        !out.join("recordings").exists(),
+        "recordings are removed after each run"
+    );
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
 fn unsupported_scenarios_and_bad_flags_are_one_line() {
     ensure_eyetrack();
     let o = bench()
-        .args(["run", "--scenario", "recording-5fps", "--eyetrack"])
+        .args(["run", "--scenario", "network-interruption", "--eyetrack"])
         .arg(eyetrack())
         .args(["--out"])
         .arg(tmp("unsupported"))
@@ -225,7 +263,7 @@ fn unsupported_scenarios_and_bad_flags_are_one_line() {
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
-    assert!(e.contains("recording"), "{e}");
+    assert!(e.contains("neon-sim"), "{e}");
     let o = bench()
         .args(["run", "--sweep", "sideways"])
         .output()

@@ -197,21 +197,23 @@ struct RunArgs {
     #[arg(long, value_parser = parse_size, requires = "record")]
     record_size: Option<(usize, usize)>,
     /// timer: fixed output rate, repeating the latest frame; camera: unique frames only.
-    #[arg(long, value_enum, requires = "record")]
+    #[arg(long, value_enum)]
     frame_selection: Option<FrameSelection>,
     /// Video encoder backend (auto = nvenc where available, else ffmpeg).
-    #[arg(long, value_enum, requires = "record")]
+    #[arg(long, value_enum)]
     encoder: Option<EncoderKind>,
     /// x264 constant rate factor of the recorded video.
     #[arg(long, default_value_t = 23, requires = "record",
           value_parser = clap::value_parser!(u32).range(0..=51))]
     record_crf: u32,
     /// CSV rows per write (plan 1.2; 1 = the plan's current behaviour). Preset default: 30.
-    #[arg(long, requires = "record", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// This and the next three are toggles: accepted without --record (no effect), so a
+    /// sweep can pass them to every scenario.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     flush_every: Option<u32>,
     /// Recorded frames between fsyncs of video and CSVs (plan 1.4; 0 = only at stop). Preset
     /// default: 600.
-    #[arg(long, requires = "record")]
+    #[arg(long)]
     fsync_every: Option<u32>,
     /// Start and stop recording every PERIOD (record PERIOD, pause PERIOD, ...) for the whole
     /// run: the plan's start/stop scenario.
