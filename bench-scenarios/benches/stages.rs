@@ -5,9 +5,7 @@
 //! `instructions.rs` answers "did it get more expensive" without wall-clock noise. Run with
 //! `cargo bench -p bench-scenarios --bench stages`; under `cargo test --benches` each runs once.
 //!
-//! Not benched yet because the code does not exist yet (each arrives with its own issue): CSV
-//! writing of gaze/IMU recordings, the recording encoder (ffmpeg / NVENC), and the decoder of the
-//! Neon RTSP stream and fixture replay.
+//! CSV writing and the recording encoders are in `record.rs`.
 
 mod common;
 

@@ -44,6 +44,15 @@ struct GazeRow {
     worn: u8,
 }
 
+fn gaze_row(g: &GazeSample) -> GazeRow {
+    GazeRow {
+        device_time_ns: g.time.0,
+        x_px: g.x,
+        y_px: g.y,
+        worn: g.worn as u8,
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize)]
 struct ImuRow {
     device_time_ns: i64,
@@ -211,6 +220,16 @@ impl CsvFiles {
         })
     }
 
+    /// One gaze row, as the writer thread writes it (public for the CSV benches).
+    pub fn write_gaze(&mut self, g: &GazeSample, c: &Counters) -> Result<(), String> {
+        self.gaze.write(&gaze_row(g), c)
+    }
+
+    /// Final flush and fsync of every file.
+    pub fn sync_all(&mut self, c: &Counters) -> Result<(), String> {
+        self.all().into_iter().try_for_each(|f| f.sync(c))
+    }
+
     fn all(&mut self) -> [&mut RowFile; 4] {
         [
             &mut self.timing,
@@ -308,15 +327,7 @@ fn writer_loop(
             (_, None) => Ok(()),
             (_, Some(_)) if broken => Ok(()),
             (CsvMsg::Timing(r), Some(f)) => f.timing.write(&r, c),
-            (CsvMsg::Gaze(g), Some(f)) => f.gaze.write(
-                &GazeRow {
-                    device_time_ns: g.time.0,
-                    x_px: g.x,
-                    y_px: g.y,
-                    worn: g.worn as u8,
-                },
-                c,
-            ),
+            (CsvMsg::Gaze(g), Some(f)) => f.write_gaze(&g, c),
             (CsvMsg::Imu(s), Some(f)) => f.imu.write(
                 &ImuRow {
                     device_time_ns: s.time.0,
@@ -337,7 +348,7 @@ fn writer_loop(
                 // Events are rare and each matters: they reach the kernel at once.
                 f.events.write(&e, c).and_then(|()| f.events.flush(c))
             }
-            (CsvMsg::Sync, Some(f)) => f.all().into_iter().try_for_each(|file| file.sync(c)),
+            (CsvMsg::Sync, Some(f)) => f.sync_all(c),
         };
         if let Err(e) = result {
             // A failed write (full disk, removed folder) ends this recording's CSVs; what was
