@@ -426,7 +426,11 @@ mod tests {
         let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(
             got.iter().map(|s| (s.item, s.time.0)).collect::<Vec<_>>(),
-            vec![(1, T0 + 1_000_000), (2, T0 + 2_000_000), (3, T0 + 3_000_000)]
+            vec![
+                (1, T0 + 1_000_000),
+                (2, T0 + 2_000_000),
+                (3, T0 + 3_000_000)
+            ]
         );
         assert_eq!(q.stats().stamped_late, 3);
         q.push(1, 20, 9);

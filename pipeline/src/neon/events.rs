@@ -52,9 +52,16 @@ pub struct CompletedEvent {
 pub enum EyeEvent {
     Saccade(CompletedEvent),
     Fixation(CompletedEvent),
-    SaccadeOnset { start_ns: i64 },
-    FixationOnset { start_ns: i64 },
-    Blink { start_ns: i64, end_ns: i64 },
+    SaccadeOnset {
+        start_ns: i64,
+    },
+    FixationOnset {
+        start_ns: i64,
+    },
+    Blink {
+        start_ns: i64,
+        end_ns: i64,
+    },
     /// Sent to beat the client's 10 s silence timeout; its body (if any) carries nothing.
     Keepalive,
 }
@@ -196,9 +203,17 @@ mod tests {
         };
         assert_eq!(f.start_ns, 1_760_676_790_000_000_000);
         assert_eq!(f.end_ns, 1_760_676_790_250_000_000);
-        assert_eq!((f.start, f.end, f.mean), ([0.5, 1.5], [2.5, 3.5], [4.5, 5.5]));
         assert_eq!(
-            (f.amplitude_px, f.amplitude_deg, f.mean_velocity, f.peak_velocity),
+            (f.start, f.end, f.mean),
+            ([0.5, 1.5], [2.5, 3.5], [4.5, 5.5])
+        );
+        assert_eq!(
+            (
+                f.amplitude_px,
+                f.amplitude_deg,
+                f.mean_velocity,
+                f.peak_velocity
+            ),
             (6.5, 7.5, 8.5, 9.5)
         );
         let mut back = Vec::new();
@@ -247,7 +262,10 @@ mod tests {
                 len: 4
             })
         );
-        assert_eq!(EyeEvent::decode(&[0, 0, 5]), Err(EventError::TooShort { len: 3 }));
+        assert_eq!(
+            EyeEvent::decode(&[0, 0, 5]),
+            Err(EventError::TooShort { len: 3 })
+        );
     }
 
     fn event_strategy() -> impl Strategy<Value = EyeEvent> {

@@ -249,11 +249,20 @@ mod tests {
         b.extend_from_slice(&600.25f32.to_be_bytes());
         b.push(255);
         let g = NeonGaze::decode(&b).unwrap();
-        assert_eq!(g.binocular, Some(Point { x: 800.5, y: 600.25 }));
+        assert_eq!(
+            g.binocular,
+            Some(Point {
+                x: 800.5,
+                y: 600.25
+            })
+        );
         assert!(g.is_worn());
         assert!(g.dual_monocular.is_none() && g.eye_state.is_none());
         let s = g.to_sample(UnixNanos(5)).unwrap();
-        assert_eq!((s.x, s.y, s.worn, s.time), (800.5, 600.25, true, UnixNanos(5)));
+        assert_eq!(
+            (s.x, s.y, s.worn, s.time),
+            (800.5, 600.25, true, UnixNanos(5))
+        );
     }
 
     #[test]
@@ -269,6 +278,10 @@ mod tests {
                 }
                 b.extend_from_slice(&(i as f32).to_be_bytes());
             }
+            if floats == worn_at {
+                b.push(7);
+            }
+            assert_eq!(b.len(), len);
             let g = NeonGaze::decode(&b).unwrap();
             assert_eq!(g.worn, 7);
             assert!(!g.is_worn());

@@ -41,7 +41,9 @@ pub enum H264Error {
     EmptyPayload { seq: u16 },
     #[error("RTP seq {seq}: NAL header has the forbidden bit set")]
     ForbiddenBit { seq: u16 },
-    #[error("RTP seq {seq}: NAL unit type {nal_type} is not supported (STAP-B, MTAP, FU-B or reserved)")]
+    #[error(
+        "RTP seq {seq}: NAL unit type {nal_type} is not supported (STAP-B, MTAP, FU-B or reserved)"
+    )]
     Unsupported { seq: u16, nal_type: u8 },
     #[error("RTP seq {seq}: STAP-A malformed at payload offset {offset}")]
     BadStapA { seq: u16, offset: usize },
@@ -701,10 +703,15 @@ mod tests {
 
     #[test]
     fn splits_annex_b_with_both_start_code_lengths() {
-        let buf = [0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2, 0, 0, 0, 0, 1, 0x65, 3, 0];
+        let buf = [
+            0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2, 0, 0, 0, 0, 1, 0x65, 3, 0,
+        ];
         let nals: Vec<_> = annex_b_nals(&buf).collect();
         assert_eq!(nals, vec![&[0x67, 1][..], &[0x68, 2], &[0x65, 3]]);
-        assert_eq!(annex_b_nals(&[0x41, 5]).collect::<Vec<_>>(), vec![&[0x41, 5][..]]);
+        assert_eq!(
+            annex_b_nals(&[0x41, 5]).collect::<Vec<_>>(),
+            vec![&[0x41, 5][..]]
+        );
         assert_eq!(annex_b_nals(&[0, 0, 1]).count(), 0);
         assert_eq!(annex_b_nals(&[]).count(), 0);
     }
@@ -768,12 +775,19 @@ mod tests {
         }
         let out = feed(
             &mut d,
-            &[rtp(1, 0, false, &stap), rtp(2, 3000, false, P), rtp(3, 6000, false, P)],
+            &[
+                rtp(1, 0, false, &stap),
+                rtp(2, 3000, false, P),
+                rtp(3, 6000, false, P),
+            ],
         );
         // No marker anywhere: each AU ends when the timestamp changes.
         assert_eq!(
             out,
-            vec![(0, true, annex_b(&[SPS, PPS, IDR])), (3000, false, annex_b(&[P]))]
+            vec![
+                (0, true, annex_b(&[SPS, PPS, IDR])),
+                (3000, false, annex_b(&[P]))
+            ]
         );
         d.flush();
         assert_eq!(d.pull().map(|a| a.rtp_timestamp), Some(6000));
@@ -782,12 +796,23 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_and_malformed_packets() {
-        let cases: &[(&[u8], fn(&H264Error) -> bool)] = &[
-            (&[29, 0x85, 1], |e| matches!(e, H264Error::Unsupported { nal_type: 29, .. })),
-            (&[26, 0, 0], |e| matches!(e, H264Error::Unsupported { nal_type: 26, .. })),
-            (&[25, 0], |e| matches!(e, H264Error::Unsupported { nal_type: 25, .. })),
-            (&[0x80 | 5, 1], |e| matches!(e, H264Error::ForbiddenBit { .. })),
-            (&[24, 0, 9, 0x65], |e| matches!(e, H264Error::BadStapA { offset: 1, .. })),
+        type Check = fn(&H264Error) -> bool;
+        let cases: &[(&[u8], Check)] = &[
+            (&[29, 0x85, 1], |e| {
+                matches!(e, H264Error::Unsupported { nal_type: 29, .. })
+            }),
+            (&[26, 0, 0], |e| {
+                matches!(e, H264Error::Unsupported { nal_type: 26, .. })
+            }),
+            (&[25, 0], |e| {
+                matches!(e, H264Error::Unsupported { nal_type: 25, .. })
+            }),
+            (&[0x80 | 5, 1], |e| {
+                matches!(e, H264Error::ForbiddenBit { .. })
+            }),
+            (&[24, 0, 9, 0x65], |e| {
+                matches!(e, H264Error::BadStapA { offset: 1, .. })
+            }),
             (&[24], |e| matches!(e, H264Error::BadStapA { .. })),
             (&[28], |e| matches!(e, H264Error::FuA { .. })),
             (&[28, 0xc5, 1], |e| matches!(e, H264Error::FuA { .. })),
@@ -795,7 +820,8 @@ mod tests {
         ];
         for (payload, check) in cases {
             let mut d = Depacketizer::new();
-            d.push(&RtpPacket::parse(&rtp(1, 0, false, IDR)).unwrap()).unwrap();
+            d.push(&RtpPacket::parse(&rtp(1, 0, false, IDR)).unwrap())
+                .unwrap();
             let e = d
                 .push(&RtpPacket::parse(&rtp(2, 0, true, payload)).unwrap())
                 .unwrap_err();
@@ -813,7 +839,9 @@ mod tests {
     #[test]
     fn lost_fragment_drops_until_next_idr() {
         let mut pk = RtpPacketizer::new(100, 96, 7, 65530);
-        let big_idr: Vec<u8> = std::iter::once(0x65).chain((0..500).map(|i| (i % 200 + 10) as u8)).collect();
+        let big_idr: Vec<u8> = std::iter::once(0x65)
+            .chain((0..500).map(|i| (i % 200 + 10) as u8))
+            .collect();
         let aus = [
             annex_b(&[SPS, PPS, &big_idr]),
             annex_b(&[P]),
@@ -848,7 +876,7 @@ mod tests {
         assert_eq!(out[1].0[..2], [0x60 | 28, 0x80 | 5]);
         assert_eq!(out[2].0[..2], [0x60 | 28, 5]);
         assert_eq!(out[3].0[..2], [0x60 | 28, 0x40 | 5]);
-        assert_eq!(out[3].1, true);
+        assert!(out[3].1);
         assert!(out.iter().all(|(pl, _)| pl.len() <= 10));
     }
 
@@ -885,7 +913,10 @@ mod tests {
                 })
                 .boxed()
         } else {
-            (any::<bool>(), proptest::collection::vec(nal_strategy(0x41, 3000), 1..3))
+            (
+                any::<bool>(),
+                proptest::collection::vec(nal_strategy(0x41, 3000), 1..3),
+            )
                 .prop_map(|(aud, slices)| {
                     let mut all: Vec<&[u8]> = Vec::new();
                     if aud {

@@ -20,7 +20,9 @@ pub enum ImuError {
         #[source]
         source: prost::DecodeError,
     },
-    #[error("IMU record at offset {offset}: length {declared} overruns the {available} bytes left")]
+    #[error(
+        "IMU record at offset {offset}: length {declared} overruns the {available} bytes left"
+    )]
     RecordOverrun {
         offset: usize,
         declared: usize,
@@ -178,7 +180,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn repo_file(rel: &str) -> Vec<u8> {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(rel);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
@@ -242,10 +246,16 @@ mod tests {
 
     #[test]
     fn missing_fields_decode_as_zero() {
-        assert_eq!(ImuPacket::decode_payload(&[]).unwrap().to_sample().time, UnixNanos(0));
+        assert_eq!(
+            ImuPacket::decode_payload(&[]).unwrap().to_sample().time,
+            UnixNanos(0)
+        );
         // Only tsNs = 5.
         let s = ImuPacket::decode_payload(&[0x08, 5]).unwrap().to_sample();
-        assert_eq!((s.time, s.gyro_dps, s.quaternion), (UnixNanos(5), [0.0; 3], [0.0; 4]));
+        assert_eq!(
+            (s.time, s.gyro_dps, s.quaternion),
+            (UnixNanos(5), [0.0; 3], [0.0; 4])
+        );
         assert!(matches!(
             ImuPacket::decode_payload(&[0x12, 9, 0]),
             Err(ImuError::Decode { len: 3, .. })

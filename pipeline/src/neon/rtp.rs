@@ -271,7 +271,8 @@ impl SeqUnwrapper {
         } else {
             ((lost_interval << 8) / expected_interval).min(255) as u8
         };
-        let cumulative = (expected as i64 - self.stats.received as i64).clamp(-0x80_0000, 0x7f_ffff);
+        let cumulative =
+            (expected as i64 - self.stats.received as i64).clamp(-0x80_0000, 0x7f_ffff);
         (fraction, cumulative as i32)
     }
 
@@ -378,7 +379,9 @@ impl ReorderBuffer {
             depth,
             next: None,
             held: Vec::with_capacity(depth),
-            slots: (0..depth).map(|_| Vec::with_capacity(packet_capacity)).collect(),
+            slots: (0..depth)
+                .map(|_| Vec::with_capacity(packet_capacity))
+                .collect(),
             free: (0..depth).rev().collect(),
             out: None,
             stats: ReorderStats::default(),
@@ -441,8 +444,7 @@ impl ReorderBuffer {
         let next = self.next?;
         let lowest = self.held.iter().map(|&(s, _)| s).min()?;
         let newest = self.held.iter().map(|&(s, _)| s).max()?;
-        let must_move_on =
-            self.held.len() >= self.depth || newest - next >= self.depth as u64;
+        let must_move_on = self.held.len() >= self.depth || newest - next >= self.depth as u64;
         if lowest != next && !must_move_on {
             return None;
         }
@@ -577,7 +579,10 @@ mod tests {
         assert_eq!(u.push(65535).1, SeqEvent::Duplicate);
         assert_eq!(u.push(3).1, SeqEvent::Duplicate);
         let s = u.stats();
-        assert_eq!((s.received, s.lost, s.duplicates, s.reordered), (5, 1, 3, 1));
+        assert_eq!(
+            (s.received, s.lost, s.duplicates, s.reordered),
+            (5, 1, 3, 1)
+        );
         assert_eq!(u.expected(), 6);
         assert_eq!(u.extended_highest_u32(), 65539);
         // 1 of 6 lost: 256/6 = 42 in the 8-bit fraction.
@@ -594,7 +599,7 @@ mod tests {
     fn reorder_buffer_restores_order_and_skips_lost() {
         let mut r = ReorderBuffer::new(3, 16);
         let mut out = Vec::new();
-        let mut feed = |r: &mut ReorderBuffer, seq: u64, out: &mut Vec<u64>| {
+        let feed = |r: &mut ReorderBuffer, seq: u64, out: &mut Vec<u64>| {
             let o = r.push(seq, &seq.to_be_bytes());
             while let Some((s, p)) = r.pop() {
                 assert_eq!(p, s.to_be_bytes());
@@ -632,7 +637,10 @@ mod tests {
         r.reset();
         assert!(r.is_empty());
         assert_eq!(r.push(100, b"d"), PushOutcome::Stored);
-        assert_eq!(r.pop().map(|(s, p)| (s, p.to_vec())), Some((100, b"d".to_vec())));
+        assert_eq!(
+            r.pop().map(|(s, p)| (s, p.to_vec())),
+            Some((100, b"d".to_vec()))
+        );
     }
 
     proptest! {
@@ -701,8 +709,17 @@ mod tests {
             prop_assert_eq!(st.received, jitter.len() as u64);
             prop_assert_eq!(st.lost, 0);
             prop_assert_eq!(st.duplicates as usize, order.len().div_ceil(dup_every));
-            // Nothing lost, depth 8 > max displacement 3: the buffer released everything.
-            prop_assert_eq!(released.len(), jitter.len());
+            // Nothing lost, depth 8 > max displacement 3: the buffer released everything from
+            // the first packet to arrive on; numbers below it came too late (the buffer cannot
+            // know they were coming).
+            let first = order[0].1 as u64;
+            prop_assert_eq!(released[0].1, first);
+            prop_assert_eq!(released.len(), jitter.len() - first as usize);
+            // Every push is accounted for exactly once.
+            let rs = r.stats();
+            prop_assert_eq!(rs.overflow, 0);
+            prop_assert_eq!(rs.released + rs.late + rs.duplicates,
+                            jitter.len() as u64 + st.duplicates);
         }
     }
 }

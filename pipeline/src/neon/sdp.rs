@@ -133,7 +133,12 @@ fn describe_media(m: &Media) -> MediaDescription {
                 d.fmtp = f
                     .format_specific_params
                     .into_iter()
-                    .map(|p| (p.param.trim().to_owned(), p.val.map(|v| v.trim().to_owned())))
+                    .map(|p| {
+                        (
+                            p.param.trim().to_owned(),
+                            p.val.map(|v| v.trim().to_owned()),
+                        )
+                    })
                     .filter(|(k, _)| !k.is_empty())
                     .collect();
             }
@@ -239,7 +244,12 @@ impl MediaSpec {
     }
 
     /// An application stream (gaze, IMU, eye events) with no fmtp.
-    pub fn application(payload_type: u8, encoding_name: &str, clock_rate: u32, control: &str) -> Self {
+    pub fn application(
+        payload_type: u8,
+        encoding_name: &str,
+        clock_rate: u32,
+        control: &str,
+    ) -> Self {
         MediaSpec {
             media_type: "application",
             payload_type,
@@ -362,7 +372,10 @@ mod tests {
         assert_eq!(v.control.as_deref(), Some("trackID=0"));
         let a = s.first_of_type("audio").unwrap();
         // Channel count tolerated; bare token kept without a value.
-        assert_eq!((a.clock_rate, a.encoding_params.as_deref()), (Some(8000), Some("1")));
+        assert_eq!(
+            (a.clock_rate, a.encoding_params.as_deref()),
+            (Some(8000), Some("1"))
+        );
         assert_eq!(a.fmtp_value("config"), Some("1588"));
         assert!(a.fmtp.iter().any(|(k, v)| k == "someflag" && v.is_none()));
         let g = s.first_of_type("application").unwrap();
@@ -411,10 +424,18 @@ mod tests {
         ];
         let text = build("127.0.0.1", "Pupil Invisible RTSP Server", &medias);
         assert!(text.contains("a=rtpmap:96 H264/90000\r\n"), "{text}");
-        assert!(text.contains("a=rtpmap:97 MPEG4-GENERIC/8000\r\n"), "{text}");
-        assert!(text.contains("a=rtpmap:99 com.pupillabs.gaze1/90000\r\n"), "{text}");
         assert!(
-            text.contains("a=fmtp:96 packetization-mode=1;profile-level-id=42C01F;sprop-parameter-sets="),
+            text.contains("a=rtpmap:97 MPEG4-GENERIC/8000\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a=rtpmap:99 com.pupillabs.gaze1/90000\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "a=fmtp:96 packetization-mode=1;profile-level-id=42C01F;sprop-parameter-sets="
+            ),
             "{text}"
         );
         let s = parse(text.as_bytes()).unwrap();
@@ -422,12 +443,18 @@ mod tests {
         for (spec, m) in medias.iter().zip(&s.medias) {
             assert_eq!(m.media_type, spec.media_type);
             assert_eq!(m.payload_type, Some(spec.payload_type));
-            assert_eq!(m.encoding_name.as_deref(), Some(spec.encoding_name.as_str()));
+            assert_eq!(
+                m.encoding_name.as_deref(),
+                Some(spec.encoding_name.as_str())
+            );
             assert_eq!(m.clock_rate, Some(spec.clock_rate));
             assert_eq!(m.encoding_params, None);
             assert_eq!(m.control.as_deref(), Some(spec.control.as_str()));
         }
-        assert_eq!(s.medias[0].sprop_parameter_sets, vec![sps.to_vec(), pps.to_vec()]);
+        assert_eq!(
+            s.medias[0].sprop_parameter_sets,
+            vec![sps.to_vec(), pps.to_vec()]
+        );
         assert_eq!(s.medias[1].fmtp_value("config"), Some("1588"));
     }
 
