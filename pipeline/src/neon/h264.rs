@@ -190,7 +190,9 @@ impl Depacketizer {
         }
     }
 
-    /// Feeds one packet. On `Err` the packet has been accounted for; keep feeding.
+    /// Feeds one packet; then [`pull`](Self::pull) until `None` (finished access units queue up
+    /// until pulled). On `Err` the packet has been accounted for; keep feeding. Payload types
+    /// are not checked here: filter on the SDP's PT first if the socket can carry others.
     pub fn push(&mut self, pkt: &RtpPacket<'_>) -> Result<(), H264Error> {
         self.stats.packets += 1;
         let seq = pkt.sequence;
