@@ -8,6 +8,7 @@ pub mod dedupe;
 pub mod flamegraph;
 pub mod frame;
 pub mod gaze_match;
+pub mod neon;
 pub mod overlay;
 pub mod packet;
 pub mod platform;
