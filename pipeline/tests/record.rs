@@ -365,7 +365,7 @@ fn a_full_disk_stops_the_recording_but_not_the_stream() {
     std::fs::create_dir_all(&copy).unwrap();
     let script = format!(
         "mount -t tmpfs -o size=4m tmpfs '{mnt}' || exit 97; \
-         '{bin}' run --duration 8s --record-fps 10 --report '{mnt}/../report.json' \
+         '{bin}' run -q --duration 8s --record-fps 10 --report '{mnt}/../report.json' \
            --record '{mnt}/rec' 2>'{mnt}/../stderr.txt'; rc=$?; \
          cp -a '{mnt}/.' '{copy}/'; exit $rc",
         mnt = mnt.display(),
