@@ -50,6 +50,8 @@ pub async fn run_drop(gate: GateTx, start: tokio::time::Instant, at: Duration, f
     });
     tokio::time::sleep(for_).await;
     gate.send_modify(|s| s.open = true);
+    // a dropped sender would read as "sim gone" to every watcher
+    gate.closed().await;
 }
 
 /// A listener with SO_REUSEADDR, so the same port can be bound again right after a drop while

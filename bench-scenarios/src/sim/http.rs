@@ -183,25 +183,18 @@ async fn recording_start(State(st): State<Arc<HttpState>>) -> Response {
     ok(json!({"id": id}))
 }
 
-fn take_recording(st: &HttpState) -> Result<Recording, Response> {
+/// The running recording, or the error message for "not recording".
+fn take_recording(st: &HttpState) -> Result<Recording, &'static str> {
     let Ok(mut rec) = st.recording.lock() else {
-        return Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "state lock poisoned",
-        ));
+        return Err("state lock poisoned");
     };
-    rec.take().ok_or_else(|| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Cannot stop recording, not recording",
-        )
-    })
+    rec.take().ok_or("Cannot stop recording, not recording")
 }
 
 async fn recording_stop(State(st): State<Arc<HttpState>>) -> Response {
     let rec = match take_recording(&st) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(msg) => return error(StatusCode::INTERNAL_SERVER_ERROR, msg),
     };
     let duration = st.timeline.device_now_ns() - rec.started_ns;
     let _ = st
@@ -216,7 +209,7 @@ async fn recording_stop(State(st): State<Arc<HttpState>>) -> Response {
 async fn recording_cancel(State(st): State<Arc<HttpState>>) -> Response {
     let rec = match take_recording(&st) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(msg) => return error(StatusCode::INTERNAL_SERVER_ERROR, msg),
     };
     let duration = st.timeline.device_now_ns() - rec.started_ns;
     let _ = st
