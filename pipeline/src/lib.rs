@@ -9,6 +9,7 @@ pub mod fixture;
 pub mod flamegraph;
 pub mod frame;
 pub mod gaze_match;
+pub mod neon;
 pub mod overlay;
 pub mod packet;
 pub mod platform;
