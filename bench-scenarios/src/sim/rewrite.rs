@@ -5,6 +5,8 @@
 //! of the recorded bytes: everything else, padding and SDES included, stays exactly as recorded,
 //! which a decode-and-rebuild would not guarantee.
 
+use pipeline::neon::{self, rtp::HEADER_LEN, EyeEvent, ImuPacket, NtpTimestamp};
+
 /// What a stream's payloads carry, which decides whether they hold their own Unix times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PayloadKind {
@@ -29,20 +31,21 @@ impl PayloadKind {
     }
 }
 
-/// The clock rate of the first `a=rtpmap` (protocol doc 4.1: rates come only from rtpmap).
+/// The clock rate of the SDP's first media (protocol doc 4.1: rates come only from rtpmap).
 pub fn sdp_clock_rate(sdp: &str) -> Option<u32> {
-    sdp.lines()
-        .filter_map(|l| l.trim().strip_prefix("a=rtpmap:"))
-        .find_map(|v| v.split_whitespace().nth(1)?.split('/').nth(1)?.parse().ok())
+    neon::sdp::parse(sdp.as_bytes())
+        .ok()?
+        .medias
+        .first()?
+        .clock_rate
 }
 
 /// Whether the SDP's first media is H.264 video.
 pub fn sdp_is_h264(sdp: &str) -> bool {
-    sdp.lines().any(|l| l.trim().starts_with("m=video"))
-        && sdp
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("a=rtpmap:"))
-            .any(|v| v.to_ascii_uppercase().contains(" H264/"))
+    neon::sdp::parse(sdp.as_bytes())
+        .ok()
+        .and_then(|d| d.medias.into_iter().next())
+        .is_some_and(|m| m.media_type == "video" && m.is_encoding("H264"))
 }
 
 /// True if this RTP packet starts an access unit a decoder can start from: a single SPS, PPS or
@@ -90,56 +93,62 @@ pub fn shift_rtp(rtp: &mut [u8], seq_add: u16, ts_add: u32) -> bool {
     true
 }
 
-/// Moves the Unix times a payload carries itself (IMU `tsNs`, eye-event start/end) by `ns_add`.
-/// Returns false when the payload was left as it is (no own times, or not decodable).
-pub fn shift_payload_times(kind: PayloadKind, rtp: &mut [u8], ns_add: i64) -> bool {
+/// Moves the Unix times a payload carries itself (IMU `tsNs`, eye-event start/end) by `ns_add`,
+/// re-encoding the payload with the wire layer (`scratch` is reused). Returns false when the
+/// payload was left as it is (no own times, or not decodable).
+pub fn shift_payload_times(
+    kind: PayloadKind,
+    rtp: &mut Vec<u8>,
+    ns_add: i64,
+    scratch: &mut Vec<u8>,
+) -> bool {
     let Some(first) = rtp.first() else {
         return false;
     };
-    if first >> 6 != 2 || first & 0x1f != 0 || rtp.len() < 12 {
+    if first >> 6 != 2 || first & 0x1f != 0 || rtp.len() < HEADER_LEN {
         return false;
     }
-    let payload = &mut rtp[12..];
+    let payload = &rtp[HEADER_LEN..];
+    scratch.clear();
     match kind {
-        PayloadKind::EyeEvents => shift_event_times(payload, ns_add),
-        PayloadKind::Imu => false,
-        _ => false,
-    }
-}
-
-/// Eye events (protocol doc 6.3): big-endian i32 type, then i64 start (types 0-4) and i64 end
-/// (types 0, 1, 4); sizes are exact, so anything else is left alone.
-fn shift_event_times(p: &mut [u8], ns_add: i64) -> bool {
-    let Some(ty) = p.first_chunk::<4>().map(|b| i32::from_be_bytes(*b)) else {
-        return false;
-    };
-    let fields: &[usize] = match (ty, p.len()) {
-        (0 | 1, 60) | (4, 20) => &[4, 12],
-        (2 | 3, 12) => &[4],
+        PayloadKind::EyeEvents => {
+            let Ok(mut e) = EyeEvent::decode(payload) else {
+                return false;
+            };
+            match &mut e {
+                EyeEvent::Saccade(c) | EyeEvent::Fixation(c) => {
+                    c.start_ns = c.start_ns.saturating_add(ns_add);
+                    c.end_ns = c.end_ns.saturating_add(ns_add);
+                }
+                EyeEvent::SaccadeOnset { start_ns } | EyeEvent::FixationOnset { start_ns } => {
+                    *start_ns = start_ns.saturating_add(ns_add);
+                }
+                EyeEvent::Blink { start_ns, end_ns } => {
+                    *start_ns = start_ns.saturating_add(ns_add);
+                    *end_ns = end_ns.saturating_add(ns_add);
+                }
+                EyeEvent::Keepalive => return false,
+            }
+            e.encode(scratch);
+        }
+        PayloadKind::Imu => {
+            let Ok(mut m) = ImuPacket::decode_payload(payload) else {
+                return false;
+            };
+            m.ts_ns = m.ts_ns.saturating_add_signed(ns_add);
+            m.encode_payload(scratch);
+        }
         _ => return false,
-    };
-    for &at in fields {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&p[at..at + 8]);
-        let t = i64::from_be_bytes(b).saturating_add(ns_add);
-        p[at..at + 8].copy_from_slice(&t.to_be_bytes());
     }
+    rtp.truncate(HEADER_LEN);
+    rtp.extend_from_slice(scratch);
     true
 }
 
-const NTP_UNIX_OFFSET_S: i128 = 2_208_988_800;
-
-fn ntp_to_unix_ns(ntp: u64) -> i128 {
-    let secs = i128::from(ntp >> 32) - NTP_UNIX_OFFSET_S;
-    let frac = i128::from(ntp & 0xffff_ffff);
-    secs * 1_000_000_000 + ((frac * 1_000_000_000 + (1 << 31)) >> 32)
-}
-
-fn unix_ns_to_ntp(ns: i128) -> u64 {
-    let secs = ns.div_euclid(1_000_000_000) + NTP_UNIX_OFFSET_S;
-    let rem = ns.rem_euclid(1_000_000_000);
-    let frac = ((rem << 32) + 500_000_000) / 1_000_000_000;
-    ((secs as u64) << 32).wrapping_add(frac as u64)
+fn read_ntp(b: &[u8]) -> NtpTimestamp {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[..8]);
+    NtpTimestamp(u64::from_be_bytes(v))
 }
 
 /// Moves every SR of a compound RTCP packet: NTP time by `ns_add`, RTP time by `ts_add`, so the
@@ -156,10 +165,9 @@ pub fn shift_sender_reports(rtcp: &mut [u8], ns_add: i64, ts_add: u32) -> usize 
         }
         if rtcp[off + 1] == 200 && end - off >= 28 {
             let ntp_at = off + 8;
-            let mut ntp = [0u8; 8];
-            ntp.copy_from_slice(&rtcp[ntp_at..ntp_at + 8]);
-            let t = ntp_to_unix_ns(u64::from_be_bytes(ntp)) + i128::from(ns_add);
-            rtcp[ntp_at..ntp_at + 8].copy_from_slice(&unix_ns_to_ntp(t).to_be_bytes());
+            let t = read_ntp(&rtcp[ntp_at..]).to_unix_nanos().add_ns(ns_add);
+            rtcp[ntp_at..ntp_at + 8]
+                .copy_from_slice(&NtpTimestamp::from_unix_nanos(t).0.to_be_bytes());
             let ts_at = off + 16;
             let ts = u32::from_be_bytes([
                 rtcp[ts_at],
@@ -185,15 +193,14 @@ pub fn first_sender_report(rtcp: &[u8]) -> Option<(i64, u32)> {
             return None;
         }
         if rtcp[off + 1] == 200 && end - off >= 28 {
-            let mut ntp = [0u8; 8];
-            ntp.copy_from_slice(&rtcp[off + 8..off + 16]);
+            let ntp = read_ntp(&rtcp[off + 8..]);
             let ts = u32::from_be_bytes([
                 rtcp[off + 16],
                 rtcp[off + 17],
                 rtcp[off + 18],
                 rtcp[off + 19],
             ]);
-            return Some((ntp_to_unix_ns(u64::from_be_bytes(ntp)) as i64, ts));
+            return Some((ntp.to_unix_nanos().0, ts));
         }
         off = end;
     }
@@ -203,6 +210,7 @@ pub fn first_sender_report(rtcp: &[u8]) -> Option<(i64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeline::time::UnixNanos;
 
     fn sr(ntp: u64, ts: u32) -> Vec<u8> {
         let mut v = vec![0x80, 200, 0, 6, 0, 0, 0, 7];
@@ -216,12 +224,12 @@ mod tests {
 
     #[test]
     fn sender_reports_move_as_a_pair() {
-        let t = 1_700_000_000_250_000_000i128;
-        let mut p = sr(unix_ns_to_ntp(t), 1000);
+        let t = 1_700_000_000_250_000_000i64;
+        let mut p = sr(NtpTimestamp::from_unix_nanos(UnixNanos(t)).0, 1000);
         let tail = p[28..].to_vec();
         assert_eq!(shift_sender_reports(&mut p, 2_000_000_000, 180_000), 1);
         let (ns, ts) = first_sender_report(&p).unwrap();
-        assert!((i128::from(ns) - (t + 2_000_000_000)).abs() <= 1);
+        assert!((ns - (t + 2_000_000_000)).abs() <= 1);
         assert_eq!(ts, 181_000);
         assert_eq!(&p[28..], &tail[..]);
         let mut bad = p[..10].to_vec();
@@ -243,13 +251,72 @@ mod tests {
         p[12] = 0x41; // non-IDR slice
         assert!(!starts_keyframe(&p));
         assert!(!starts_keyframe(&p[..5]));
+        let head = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n";
+        assert!(sdp_is_h264(&format!(
+            "{head}m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+        )));
+        let gaze =
+            format!("{head}m=application 0 RTP/AVP 99\r\na=rtpmap:99 com.pupillabs.gaze1/1000\r\n");
+        assert!(!sdp_is_h264(&gaze));
+        assert_eq!(sdp_clock_rate(&gaze), Some(1000));
+    }
+
+    #[test]
+    fn imu_and_event_payload_times_move() {
+        let header = [0x80, 100, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        let mut imu = header.to_vec();
+        ImuPacket {
+            ts_ns: 1_767_225_600_123_456_789,
+            ..ImuPacket::default()
+        }
+        .encode_payload(&mut imu);
+        let mut scratch = Vec::new();
+        assert!(shift_payload_times(
+            PayloadKind::Imu,
+            &mut imu,
+            -5,
+            &mut scratch
+        ));
+        assert_eq!(&imu[..12], &header);
+        let m = ImuPacket::decode_payload(&imu[12..]).unwrap();
+        assert_eq!(m.ts_ns, 1_767_225_600_123_456_784);
+
+        let mut ev = header.to_vec();
+        EyeEvent::Blink {
+            start_ns: 100,
+            end_ns: 200,
+        }
+        .encode(&mut ev);
+        assert!(shift_payload_times(
+            PayloadKind::EyeEvents,
+            &mut ev,
+            1000,
+            &mut scratch
+        ));
         assert_eq!(
-            sdp_clock_rate("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"),
-            Some(90000)
+            EyeEvent::decode(&ev[12..]).unwrap(),
+            EyeEvent::Blink {
+                start_ns: 1100,
+                end_ns: 1200
+            }
         );
-        assert!(sdp_is_h264("m=video 0 RTP/AVP 96\na=rtpmap:96 H264/90000"));
-        assert!(!sdp_is_h264(
-            "m=application 0 RTP/AVP 99\na=rtpmap:99 com.pupillabs.gaze1/1000"
+        let mut keepalive = header.to_vec();
+        EyeEvent::Keepalive.encode(&mut keepalive);
+        let before = keepalive.clone();
+        assert!(!shift_payload_times(
+            PayloadKind::EyeEvents,
+            &mut keepalive,
+            1,
+            &mut scratch
+        ));
+        assert_eq!(keepalive, before);
+        let mut gaze = header.to_vec();
+        gaze.extend_from_slice(&[0; 9]);
+        assert!(!shift_payload_times(
+            PayloadKind::Gaze,
+            &mut gaze,
+            1,
+            &mut scratch
         ));
     }
 }

@@ -202,7 +202,14 @@ impl Cursor {
     pub fn rtp_info(&self) -> Option<RtpInfo> {
         let next = self.next.as_ref()?;
         let mut data = next.data.clone();
-        move_packet(&self.timeline, &self.facts, next.pass, next.kind, &mut data);
+        move_packet(
+            &self.timeline,
+            &self.facts,
+            next.pass,
+            next.kind,
+            &mut data,
+            &mut Vec::new(),
+        );
         rewrite::rtp_seq_ts(&data).map(|(seq, rtptime)| RtpInfo { seq, rtptime })
     }
 
@@ -241,8 +248,16 @@ impl Cursor {
             .map(|(_, t)| *t)
             .min();
         let mut frame = Vec::with_capacity(2048);
+        let mut scratch = Vec::with_capacity(256);
         if let Some(mut sr) = self.first_sr.take() {
-            move_packet(&self.timeline, &self.facts, sr.pass, sr.kind, &mut sr.data);
+            move_packet(
+                &self.timeline,
+                &self.facts,
+                sr.pass,
+                sr.kind,
+                &mut sr.data,
+                &mut scratch,
+            );
             if sink.send(sr.kind, &sr.data, &mut frame).await.is_err() {
                 return;
             }
@@ -274,6 +289,7 @@ impl Cursor {
                     held.pass,
                     held.kind,
                     &mut held.data,
+                    &mut scratch,
                 );
                 if sink.send(held.kind, &held.data, &mut frame).await.is_err() {
                     return;
@@ -290,7 +306,8 @@ fn move_packet(
     facts: &StreamFacts,
     pass: u64,
     kind: PacketKind,
-    data: &mut [u8],
+    data: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
 ) {
     let shift = timeline.shift_ns(pass);
     let ts_add = timeline.rtp_offset(pass, facts.clock_rate);
@@ -301,7 +318,7 @@ fn move_packet(
                 rewrite::shift_rtp(data, seq_add, ts_add);
             }
             if shift != 0 {
-                rewrite::shift_payload_times(facts.kind, data, shift);
+                rewrite::shift_payload_times(facts.kind, data, shift, scratch);
             }
         }
         PacketKind::Rtcp => {
