@@ -1,7 +1,7 @@
 //! The official Python client (`pupil-labs-realtime-api`, simple API) against neon-sim serving
-//! the committed fixture with `--clock recorded`: it must decode >= 30 scene frames and receive
-//! >= 200 gaze samples whose values are the fixture's and whose times agree within 1 ms with the
-//! times the fixture's own SR mapping gives. Needs the virtualenv `ci/setup` makes
+//! the committed fixture with `--clock recorded`: it must decode at least 30 scene frames and
+//! receive at least 200 gaze samples whose values are the fixture's and whose times agree
+//! within 1 ms with the times the fixture's own SR mapping gives. Needs the virtualenv `ci/setup` makes
 //! (`.venv-neon`, or `NEON_PYTHON=/path/to/python`); without it the test fails, naming the fix.
 
 use std::collections::HashMap;
