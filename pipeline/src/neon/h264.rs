@@ -190,7 +190,9 @@ impl Depacketizer {
         }
     }
 
-    /// Feeds one packet. On `Err` the packet has been accounted for; keep feeding.
+    /// Feeds one packet; then [`pull`](Self::pull) until `None` (finished access units queue up
+    /// until pulled). On `Err` the packet has been accounted for; keep feeding. Payload types
+    /// are not checked here: filter on the SDP's PT first if the socket can carry others.
     pub fn push(&mut self, pkt: &RtpPacket<'_>) -> Result<(), H264Error> {
         self.stats.packets += 1;
         let seq = pkt.sequence;
@@ -937,7 +939,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(96))]
+        #![proptest_config(ProptestConfig::with_cases(384))]
 
         /// Random GOPs, random MTU, random losses: every AU not hit by loss comes out byte for
         /// byte, except those after a loss until the next intact IDR, which is where output
@@ -1002,6 +1004,11 @@ mod tests {
             prop_assert!(packets.iter().all(|(_, p)| p.len() <= max_payload.max(3) + 12));
             prop_assert_eq!(got, expected);
         }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
 
         /// Arbitrary packet sequences (payload bytes, marker, timestamp and sequence jumps)
         /// never panic and keep the counters consistent.

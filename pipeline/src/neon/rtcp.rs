@@ -393,8 +393,8 @@ pub struct CompoundSummary {
     pub unknown: u32,
 }
 
-/// Walks a compound and keeps the last SR. A structural error fails the call, but packets before
-/// it still count in the error-free case only; callers count the error.
+/// Walks a compound and keeps the last SR. A structural error fails the whole call (an SR before
+/// it is not trusted either); the caller counts the error and drops the datagram.
 pub fn summarize(buf: &[u8]) -> Result<CompoundSummary, RtcpError> {
     let mut s = CompoundSummary::default();
     for p in iter_compound(buf) {

@@ -356,7 +356,8 @@ pub struct ReorderStats {
 /// are released in sequence order; a missing number is waited for until `depth` packets are held
 /// or a packet `depth` or more numbers ahead arrives, then skipped. The caller drains with
 /// [`pop`](Self::pop) after every push, and calls [`pop_forced`](Self::pop_forced) on a timeout
-/// so a stalled stream does not hold packets forever.
+/// so a stalled stream does not hold packets forever. The first packet sets the start: one
+/// numbered below it that arrives later is late (nothing is held back at start-up).
 #[derive(Debug)]
 pub struct ReorderBuffer {
     depth: usize,
