@@ -5,6 +5,7 @@ pub mod cli;
 pub mod color;
 pub mod coordinator;
 pub mod dedupe;
+pub mod fixture;
 pub mod flamegraph;
 pub mod frame;
 pub mod gaze_match;
