@@ -175,7 +175,7 @@ mod tests {
 
     const SPS: &[u8] = &[0x67, 0x4d, 0x00, 0x1e];
     const PPS: &[u8] = &[0x68, 0xee, 0x3c, 0x80];
-    const IDR: &[u8] = &[0x65, 0x88, 0x84, 0x00];
+    const IDR: &[u8] = &[0x65, 0x88, 0x84, 0x21];
     /// first_mb_in_slice = 0 (top bit set)
     const P0: &[u8] = &[0x41, 0x9a, 0x01];
     /// first_mb_in_slice != 0 (second slice of the same picture)
