@@ -145,8 +145,8 @@ impl<'a> Iterator for AccessUnits<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         for nal in self.nals.by_ref() {
-            let opens_next = matches!(nal.nal_type(), NAL_SEI..=NAL_AUD | 14..=18)
-                || nal.starts_picture();
+            let opens_next =
+                matches!(nal.nal_type(), NAL_SEI..=NAL_AUD | 14..=18) || nal.starts_picture();
             let start = *self.au_start.get_or_insert(nal.start);
             let finished = self.seen_vcl && opens_next;
             if finished {

@@ -13,12 +13,12 @@
 
 use std::ptr;
 
-use ffmpeg_next as ff;
 use ff::ffi;
+use ffmpeg_next as ff;
 
 use super::{
-    Cause, DecodeError, DecodeStats, Decoded, Decoder, DecoderKind, DecoderOptions, Picture,
-    Taken, Tracker,
+    Cause, DecodeError, DecodeStats, Decoded, Decoder, DecoderKind, DecoderOptions, Picture, Taken,
+    Tracker,
 };
 use crate::frame::FramePool;
 
@@ -38,6 +38,7 @@ pub struct LibavDecoder<T> {
     capacity: usize,
     frame: ff::frame::Video,
     tracker: Tracker<T>,
+    low_delay: bool,
 }
 
 impl<T: Copy + Send> LibavDecoder<T> {
@@ -71,6 +72,7 @@ impl<T: Copy + Send> LibavDecoder<T> {
             capacity: 0,
             frame: ff::frame::Video::empty(),
             tracker: Tracker::new(KIND),
+            low_delay: options.low_delay,
         })
     }
 
@@ -91,7 +93,8 @@ impl<T: Copy + Send> LibavDecoder<T> {
             let mut packet = ff::Packet::empty();
             // SAFETY: av_new_packet initialises the packet with a fresh buffer of `capacity`
             // bytes plus zeroed padding, or fails without touching it.
-            let ret = unsafe { ffi::av_new_packet(ff::packet::Mut::as_mut_ptr(&mut packet), cap_i32) };
+            let ret =
+                unsafe { ffi::av_new_packet(ff::packet::Mut::as_mut_ptr(&mut packet), cap_i32) };
             if ret < 0 {
                 return Err(Cause::Libav(ff::Error::from(ret)));
             }
@@ -213,7 +216,9 @@ impl<T: Copy + Send> Decoder<T> for LibavDecoder<T> {
         pool: &mut FramePool,
         out: &mut Vec<Decoded<T>>,
     ) -> Result<(), DecodeError> {
-        let seq = self.tracker.submit(au, token);
+        let submitted = self.tracker.submit(au, token, self.low_delay);
+        let seq = submitted.seq;
+        let mut first_err = submitted.error;
         // An empty packet would mean "end of stream" to libavcodec.
         let loaded = if au.is_empty() {
             Err(Cause::Empty)
@@ -221,9 +226,9 @@ impl<T: Copy + Send> Decoder<T> for LibavDecoder<T> {
             self.load_packet(au, seq)
         };
         if let Err(cause) = loaded {
-            return self.tracker.corrupt(seq, cause).map_or(Ok(()), Err);
+            first_err = first_err.or(self.tracker.corrupt(seq, cause));
+            return first_err.map_or(Ok(()), Err);
         }
-        let mut first_err = None;
         let mut sent = self.decoder.send_packet(&self.packet);
         if matches!(sent, Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN) {
             // Cannot happen while every call drains, but the API allows it: drain, then retry.

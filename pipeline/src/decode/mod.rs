@@ -19,6 +19,7 @@ use crate::frame::{Frame, FramePool, PixelFormat, Plane};
 pub mod annexb;
 pub mod libav;
 pub mod openh264;
+mod stream;
 
 /// Which decoder implementation runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
@@ -77,11 +78,21 @@ pub struct DecoderOptions {
     /// costs more CPU in total than one thread (README, "Decoder"). openh264 supports only 1
     /// here (the crate marks its threading as experimental and prone to crash).
     pub threads: usize,
+    /// The caller knows the stream has no B-frames (the Neon's has none: protocol doc section
+    /// 8, "Video"), so no picture needs to wait for a later one. openh264 otherwise holds every
+    /// Main/High-profile picture back by one access unit unless the SPS says no reordering
+    /// happens (VUI `max_num_reorder_frames` 0); libavcodec already releases pictures at once
+    /// unless the SPS asks for reordering, so this changes nothing there. A B-slice in the
+    /// stream turns the shortcut off again.
+    pub low_delay: bool,
 }
 
 impl Default for DecoderOptions {
     fn default() -> Self {
-        DecoderOptions { threads: 1 }
+        DecoderOptions {
+            threads: 1,
+            low_delay: false,
+        }
     }
 }
 
@@ -172,6 +183,8 @@ pub enum Cause {
     LibavFlagged { decode_error_flags: i32 },
     /// openh264's `DECODING_STATE` bits.
     Openh264(i32),
+    /// A reference picture is missing: the slice's `frame_num` skips ahead (H.264 7.4.3).
+    FrameNumGap { expected: u32, found: u32 },
     /// An access unit with no bytes (openh264 would read it as end of stream).
     Empty,
 }
@@ -197,6 +210,10 @@ impl fmt::Display for Cause {
                 }
                 Ok(())
             }
+            Cause::FrameNumGap { expected, found } => write!(
+                f,
+                "a reference picture is missing (frame_num {found}, expected {expected})"
+            ),
             Cause::Empty => f.write_str("empty access unit"),
         }
     }
@@ -228,7 +245,9 @@ pub enum DecodeError {
         height: i64,
         detail: &'static str,
     },
-    #[error("{kind}: a picture came out with timestamp {pts}, which matches no access unit in flight")]
+    #[error(
+        "{kind}: a picture came out with timestamp {pts}, which matches no access unit in flight"
+    )]
     LostToken { kind: DecoderKind, pts: i64 },
     #[error("{kind}: {what} failed: {cause}")]
     Backend {
@@ -259,6 +278,18 @@ pub(crate) struct Tracker<T> {
     /// Pictures of access units before this one are hidden.
     show_from: u64,
     stats: DecodeStats,
+    stream: stream::StreamState,
+    b_slices_seen: bool,
+}
+
+/// An access unit registered with [`Tracker::submit`].
+pub(crate) struct Submitted {
+    pub(crate) seq: u64,
+    /// A reference picture is missing before this access unit (still decode it: later
+    /// pictures need the decoder's state, and the IDR gate hides the damage).
+    pub(crate) error: Option<DecodeError>,
+    /// Pictures leave the decoder in decoding order, so none needs to be held back.
+    pub(crate) in_order: bool,
 }
 
 impl<T: Copy> Tracker<T> {
@@ -270,6 +301,8 @@ impl<T: Copy> Tracker<T> {
             awaiting_idr: true,
             show_from: u64::MAX,
             stats: DecodeStats::default(),
+            stream: stream::StreamState::default(),
+            b_slices_seen: false,
         }
     }
 
@@ -277,17 +310,27 @@ impl<T: Copy> Tracker<T> {
         self.stats
     }
 
-    /// Registers an access unit about to be decoded; returns its sequence number.
-    pub(crate) fn submit(&mut self, au: &[u8], token: T) -> u64 {
+    /// Registers an access unit about to be decoded. `low_delay` is the caller's promise of
+    /// no B-frames ([`DecoderOptions::low_delay`]).
+    pub(crate) fn submit(&mut self, au: &[u8], token: T, low_delay: bool) -> Submitted {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.slots[(seq % IN_FLIGHT as u64) as usize] = Some((seq, token, au.len()));
         self.stats.access_units += 1;
-        if self.awaiting_idr && annexb::contains_idr(au) {
+        let facts = self.stream.inspect(au);
+        self.b_slices_seen |= facts.b_slice;
+        if self.awaiting_idr && facts.idr {
             self.awaiting_idr = false;
             self.show_from = seq;
         }
-        seq
+        let error = facts.gap.and_then(|(expected, found)| {
+            self.corrupt(seq, Cause::FrameNumGap { expected, found })
+        });
+        Submitted {
+            seq,
+            error,
+            in_order: (low_delay || facts.no_reordering) && !self.b_slices_seen,
+        }
     }
 
     /// Sequence number of the access unit fed last.
@@ -341,8 +384,7 @@ impl<T: Copy> Tracker<T> {
             kind: self.kind,
             pts,
         };
-        let Some((seq, token, len)) = u64::try_from(pts).ok().and_then(|seq| self.slot(seq))
-        else {
+        let Some((seq, token, len)) = u64::try_from(pts).ok().and_then(|seq| self.slot(seq)) else {
             return Err(lost);
         };
         self.slots[(seq % IN_FLIGHT as u64) as usize] = None;
@@ -473,19 +515,24 @@ mod tests {
         let idr = [0, 0, 0, 1, 0x65, 0x88];
         let p = [0, 0, 0, 1, 0x41, 0x9a];
         let mut t = Tracker::<u32>::new(DecoderKind::Libav);
-        let s0 = t.submit(&p, 10);
+        let s0 = t.submit(&p, 10, false).seq;
         assert!(t.take(s0 as i64).unwrap().is_none(), "before the first IDR");
-        let s1 = t.submit(&idr, 11);
-        let s2 = t.submit(&p, 12);
+        let s1 = t.submit(&idr, 11, false).seq;
+        let s2 = t.submit(&p, 12, false).seq;
         let taken = t.take(s1 as i64).unwrap().unwrap();
         assert_eq!((taken.seq, taken.token, taken.len), (s1, 11, 6));
         assert!(t.take(s1 as i64).is_err(), "a token is handed out once");
-        let err = t.corrupt(s2, Cause::Empty).expect("first error is reported");
+        let err = t
+            .corrupt(s2, Cause::Empty)
+            .expect("first error is reported");
         assert!(matches!(err, DecodeError::Corrupt { au: 2, len: 6, .. }));
         assert!(t.take(s2 as i64).unwrap().is_none());
-        let s3 = t.submit(&p, 13);
-        assert!(t.corrupt(s3, Cause::Empty).is_none(), "a follow-on error is only counted");
-        let s4 = t.submit(&idr, 14);
+        let s3 = t.submit(&p, 13, false).seq;
+        assert!(
+            t.corrupt(s3, Cause::Empty).is_none(),
+            "a follow-on error is only counted"
+        );
+        let s4 = t.submit(&idr, 14, false).seq;
         assert_eq!(t.take(s4 as i64).unwrap().unwrap().token, 14);
         assert!(t.take(-1).is_err());
         let st = t.stats();
@@ -504,12 +551,20 @@ mod tests {
             (0, 4, ok, [8, 4, 4]),
             (8, 4, ok, [7, 4, 4]),
             (8, 4, ok, [8, -4, 4]),
-            (8, 4, [buf.as_ptr(), std::ptr::null(), buf.as_ptr()], [8, 4, 4]),
+            (
+                8,
+                4,
+                [buf.as_ptr(), std::ptr::null(), buf.as_ptr()],
+                [8, 4, 4],
+            ),
             (1 << 20, 4, ok, [8, 4, 4]),
         ] {
             // SAFETY: every case is rejected before memory is read.
             let r = unsafe { Picture::from_raw(k, 0, w, h, ptrs, strides) };
-            assert!(matches!(r, Err(DecodeError::BadPicture { .. })), "{w}x{h} {strides:?}");
+            assert!(
+                matches!(r, Err(DecodeError::BadPicture { .. })),
+                "{w}x{h} {strides:?}"
+            );
         }
     }
 }

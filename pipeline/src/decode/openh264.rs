@@ -20,8 +20,8 @@ use ::openh264::OpenH264API;
 use openh264_sys2 as sys;
 
 use super::{
-    Cause, DecodeError, DecodeStats, Decoded, Decoder, DecoderKind, DecoderOptions, Picture,
-    Taken, Tracker, IN_FLIGHT,
+    Cause, DecodeError, DecodeStats, Decoded, Decoder, DecoderKind, DecoderOptions, Picture, Taken,
+    Tracker, IN_FLIGHT,
 };
 use crate::frame::FramePool;
 
@@ -31,6 +31,7 @@ const KIND: DecoderKind = DecoderKind::Openh264;
 pub struct Openh264Decoder<T> {
     decoder: Oh264,
     tracker: Tracker<T>,
+    low_delay: bool,
 }
 
 impl<T: Copy + Send> Openh264Decoder<T> {
@@ -46,16 +47,16 @@ impl<T: Copy + Send> Openh264Decoder<T> {
             });
         }
         let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
-        let decoder =
-            Oh264::with_api_config(OpenH264API::from_source(), config).map_err(|e| {
-                DecodeError::Open {
-                    kind: KIND,
-                    detail: e.to_string(),
-                }
-            })?;
+        let decoder = Oh264::with_api_config(OpenH264API::from_source(), config).map_err(|e| {
+            DecodeError::Open {
+                kind: KIND,
+                detail: e.to_string(),
+            }
+        })?;
         Ok(Openh264Decoder {
             decoder,
             tracker: Tracker::new(KIND),
+            low_delay: options.low_delay,
         })
     }
 
@@ -133,14 +134,20 @@ impl<T: Copy + Send> Decoder<T> for Openh264Decoder<T> {
         pool: &mut FramePool,
         out: &mut Vec<Decoded<T>>,
     ) -> Result<(), DecodeError> {
-        let seq = self.tracker.submit(au, token);
+        let submitted = self.tracker.submit(au, token, self.low_delay);
+        let seq = submitted.seq;
+        let mut first_err = submitted.error;
         let len = match i32::try_from(au.len()) {
+            Ok(len) if len > 0 => len,
             // length 0 means "end of stream" to openh264
-            Ok(0) => return self.tracker.corrupt(seq, Cause::Empty).map_or(Ok(()), Err),
-            Ok(len) => len,
+            Ok(_) => {
+                first_err = first_err.or(self.tracker.corrupt(seq, Cause::Empty));
+                return first_err.map_or(Ok(()), Err);
+            }
             Err(_) => {
                 let cause = Cause::Openh264(sys::dsInvalidArgument);
-                return self.tracker.corrupt(seq, cause).map_or(Ok(()), Err);
+                first_err = first_err.or(self.tracker.corrupt(seq, cause));
+                return first_err.map_or(Ok(()), Err);
             }
         };
         let mut dst = [ptr::null_mut::<u8>(); 3];
@@ -158,16 +165,38 @@ impl<T: Copy + Send> Decoder<T> for Openh264Decoder<T> {
                 &mut info,
             )
         };
-        // A picture that comes out is an earlier, intact one (concealment is off): hand it out
-        // before the error below closes the gate.
-        let shown = self.picture(&dst, &info, pool, out);
         let errors = state & !sys::dsFramePending;
-        if errors != 0 {
-            if let Some(e) = self.tracker.corrupt(seq, Cause::Openh264(errors)) {
-                return Err(e);
+        if info.iBufferStatus != 1 && errors == 0 && submitted.in_order {
+            // openh264 holds Main/High-profile pictures back for reordering; with no
+            // reordering in this stream the held picture is this access unit's: take it now.
+            match self.frames_remaining() {
+                Ok(0) => {}
+                Ok(_) => {
+                    // SAFETY: as above; FlushFrame releases the oldest held picture.
+                    let flushed = unsafe {
+                        self.decoder
+                            .raw_api()
+                            .flush_frame(dst.as_mut_ptr(), &mut info)
+                    };
+                    if flushed != 0 {
+                        first_err =
+                            first_err.or(self.tracker.corrupt(seq, Cause::Openh264(flushed)));
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        shown
+        // A picture that comes out is an earlier, intact one (concealment is off): hand it out
+        // before the error below closes the gate.
+        if let Err(e) = self.picture(&dst, &info, pool, out) {
+            first_err.get_or_insert(e);
+        }
+        if errors != 0 {
+            first_err = first_err.or(self.tracker.corrupt(seq, Cause::Openh264(errors)));
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     fn flush(
