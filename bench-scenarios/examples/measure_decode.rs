@@ -149,7 +149,10 @@ fn main() -> anyhow::Result<()> {
                 Config::FfmpegCli => {
                     let (c_all, w_all) = ffmpeg(&clip, &[])?;
                     let (c_one, w_one) = ffmpeg(&clip, &["-frames:v", "1"])?;
-                    ((c_all - c_one) / (frames - 1.0), (w_all - w_one) / (frames - 1.0))
+                    (
+                        (c_all - c_one) / (frames - 1.0),
+                        (w_all - w_one) / (frames - 1.0),
+                    )
                 }
             };
             cpu[i].push(c * 1e3);
