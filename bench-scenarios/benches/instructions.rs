@@ -14,11 +14,17 @@ use std::sync::Arc;
 
 use gungraun::prelude::*;
 use pipeline::color;
+use pipeline::decode::{self, Decoded, DecoderKind, DecoderOptions};
 use pipeline::dedupe::DuplicateDetector;
+use pipeline::frame::FramePool;
 use pipeline::frame::{Frame, PixelFormat};
 use pipeline::overlay::{Overlay, OverlayMode};
 use pipeline::preview::{ResizeFilter, Scaler};
 use pipeline::process::{Processed, Processor};
+use pipeline::profile::Counters;
+use pipeline::record::csv_files::CsvFiles;
+use pipeline::sensors::GazeSample;
+use pipeline::time::UnixNanos;
 
 /// The scene size here: 640x480, not the camera's 1600x1200, because setup (rendering the scene)
 /// runs under valgrind for every bench and at full size the target took ~150 s instead of ~30 s.
@@ -134,7 +140,83 @@ fn process(mut s: ProcessState) -> (ProcessState, (Processed, bool)) {
     (s, out)
 }
 
+/// A decoder that has decoded the clip's first 10 access units (its pool and internal buffers
+/// are warm), and the 11th (a P picture) to decode in the measured call.
+struct Decode {
+    decoder: Box<dyn decode::Decoder<u32>>,
+    pool: FramePool,
+    out: Vec<Decoded<u32>>,
+    next: Vec<u8>,
+}
+
+fn setup_decode(kind: DecoderKind) -> Decode {
+    let clip = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/h264/testsrc2-320x180-main.h264"
+    );
+    let bytes = std::fs::read(clip).expect("committed H.264 clip");
+    let aus: Vec<&[u8]> = decode::annexb::split_access_units(&bytes).collect();
+    let opts = DecoderOptions {
+        threads: 1,
+        low_delay: true,
+    };
+    let mut decoder = decode::open::<u32>(kind, &opts).expect("decoder");
+    let mut pool = FramePool::new(4);
+    let mut out = Vec::new();
+    for (i, au) in aus.iter().take(10).enumerate() {
+        decoder
+            .decode(au, i as u32, &mut pool, &mut out)
+            .expect("clean clip");
+        out.clear();
+    }
+    Decode {
+        decoder,
+        pool,
+        out,
+        next: aus[10].to_vec(),
+    }
+}
+
+#[library_benchmark]
+#[bench::libav_320x180(args = (DecoderKind::Libav), setup = setup_decode)]
+#[bench::openh264_320x180(args = (DecoderKind::Openh264), setup = setup_decode)]
+fn decode_frame(mut s: Decode) -> Decode {
+    s.decoder
+        .decode(black_box(&s.next), 10, &mut s.pool, &mut s.out)
+        .expect("decode");
+    s
+}
+
+/// CSV files in a fresh temporary folder and the gaze rows to write.
+fn setup_csv(flush_every: u32) -> (CsvFiles, Counters, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = CsvFiles::create(dir.path(), flush_every).expect("csv files");
+    (files, Counters::default(), dir)
+}
+
+// 30 gaze rows: formatting plus one write(2) (flush every 30) or 30 (flush every row). The
+// kernel's side of the write is not in the count; the user-space cost of the syscalls is.
+#[library_benchmark]
+#[bench::flush_every_1(args = (1), setup = setup_csv)]
+#[bench::flush_every_30(args = (30), setup = setup_csv)]
+fn csv_gaze_rows(
+    mut s: (CsvFiles, Counters, tempfile::TempDir),
+) -> (CsvFiles, Counters, tempfile::TempDir) {
+    for i in 0..30i64 {
+        let g = GazeSample {
+            time: UnixNanos(1_795_000_000_000_000_000 + i * 5_000_000),
+            x: 812.25,
+            y: 604.5,
+            worn: true,
+        };
+        s.0.write_gaze(black_box(&g), &s.1).expect("write");
+    }
+    s
+}
+
 library_benchmark_group!(name = resize_group, benchmarks = [resize]);
+library_benchmark_group!(name = decode_group, benchmarks = [decode_frame]);
+library_benchmark_group!(name = csv_group, benchmarks = [csv_gaze_rows]);
 library_benchmark_group!(name = overlay_group, benchmarks = [overlay]);
 library_benchmark_group!(name = dedupe_group, benchmarks = [dedupe_hash]);
 library_benchmark_group!(name = color_group, benchmarks = [convert]);
@@ -146,6 +228,8 @@ main!(
         overlay_group,
         dedupe_group,
         color_group,
-        process_group
+        process_group,
+        decode_group,
+        csv_group
     ]
 );
