@@ -13,15 +13,22 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use ffmpeg_next as ff;
+use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline, PASSTHROUGH_NEEDS_H264};
 use pipeline::decode::annexb::{contains_idr, nal_units, split_access_units};
 use pipeline::fixture::{FixtureReader, PacketKind};
 use pipeline::neon::clock::{ClockRate, SrClock};
 use pipeline::neon::rtp::RtpPacket;
 use pipeline::neon::{rtcp, Depacketizer};
+use pipeline::profile::StageProfile;
 use pipeline::record::encoder::passthrough::{segment_path, Dropped, OpenReason, Pushed, Remuxer};
-use pipeline::time::UnixNanos;
+use pipeline::record::encoder::EncoderKind;
+use pipeline::record::RecordConfig;
+use pipeline::source::synthetic::{SyntheticConfig, SyntheticSource};
+use pipeline::source::{AccessUnitSink, Source, SourceError, SourceInfo, SourceItem};
+use pipeline::time::{MonoNanos, UnixNanos};
 
 use common::tmp;
 
@@ -62,7 +69,7 @@ fn neon_aus(path: &Path) -> Vec<Au> {
     let mut clock = SrClock::new(ClockRate::VIDEO);
     let mut out = Vec::new();
     let mut last: Option<(u32, UnixNanos)> = None;
-    let mut pull = |d: &mut Depacketizer, last: Option<(u32, UnixNanos)>, out: &mut Vec<Au>| {
+    let pull = |d: &mut Depacketizer, last: Option<(u32, UnixNanos)>, out: &mut Vec<Au>| {
         while let Some(au) = d.pull() {
             let (ts, t) = last.expect("a packet came first");
             let dt = i64::from(au.rtp_timestamp.wrapping_sub(ts) as i32);
@@ -388,4 +395,193 @@ fn sigkill_keeps_everything_before_the_last_sync() {
     for (i, (got, au)) in back.iter().zip(&aus).take(SYNC_AT).enumerate() {
         assert_eq!(got, &input_nals(&au.data), "access unit {i}");
     }
+}
+
+/// A source for the recorder tests: frames (and gaze, IMU) from the synthetic scene, and with
+/// each frame the next world access unit of the Neon fixture handed to the access-unit sink, as
+/// a Neon source hands over each access unit it decodes.
+struct SyntheticWithFixtureVideo {
+    inner: SyntheticSource,
+    aus: std::vec::IntoIter<Au>,
+    sink: Option<Arc<dyn AccessUnitSink>>,
+}
+
+impl Source for SyntheticWithFixtureVideo {
+    fn info(&self) -> SourceInfo {
+        self.inner.info()
+    }
+    fn next_item(&mut self, profile: &mut StageProfile) -> Result<Option<SourceItem>, SourceError> {
+        let item = self.inner.next_item(profile)?;
+        if let (Some(SourceItem::Frame { .. }), Some(sink)) = (&item, &self.sink) {
+            if let Some(au) = self.aus.next() {
+                sink.access_unit(&au.data, au.time, MonoNanos::now(), au.idr);
+            }
+        }
+        Ok(item)
+    }
+    fn reserve_in_flight(&mut self, frames: usize) {
+        self.inner.reserve_in_flight(frames);
+    }
+    fn delivers_h264(&self) -> bool {
+        true
+    }
+    fn set_access_unit_sink(&mut self, sink: Arc<dyn AccessUnitSink>) {
+        self.sink = Some(sink);
+    }
+}
+
+fn synthetic(seconds: u64) -> SyntheticSource {
+    SyntheticSource::new(SyntheticConfig {
+        width: 320,
+        height: 240,
+        fps: 30.0,
+        duration: Some(std::time::Duration::from_secs(seconds)),
+        paced: false,
+        ..SyntheticConfig::default()
+    })
+    .unwrap()
+}
+
+/// Records the whole stream offline (every item through every stage); returns the folder.
+fn record_offline(root: &Path, overlay_video: bool) -> (PathBuf, usize) {
+    let aus = neon_aus(&repo(NEON_FIXTURE));
+    let n = aus.len();
+    let source = SyntheticWithFixtureVideo {
+        inner: synthetic(12),
+        aus: aus.into_iter(),
+        sink: None,
+    };
+    let mut rc = RecordConfig::new(root.to_owned());
+    rc.passthrough = true;
+    rc.overlay_video = overlay_video;
+    rc.encoder = EncoderKind::Libav;
+    rc.fsync_every = 100;
+    rc.prepare().unwrap();
+    let cfg = PipelineConfig {
+        live: false,
+        record: Some(rc),
+        record_at_start: true,
+        ..PipelineConfig::default()
+    };
+    let running =
+        RunningPipeline::start(Box::new(source), cfg, Arc::new(Control::default())).unwrap();
+    let out = running.wait();
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let rec = out.recording.expect("the recording closed at the end");
+    assert_eq!(rec.end, "stopped");
+    (rec.dir, n)
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    r.records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn recorder_writes_passthrough_file_timing_csv_and_manifest() {
+    let root = tmp("passthrough-recorder");
+    let (dir, n) = record_offline(&root, false);
+    let video = dir.join("scene_passthrough_000.mkv");
+    let p = ffprobe(&video);
+    assert_eq!(p.frames, n as u64, "every access unit, full rate");
+    assert_eq!((p.width, p.height), (1600, 1200));
+    assert!(!dir.join("scene_000.mkv").exists(), "no overlay video");
+    assert!(!dir.join("frame_timing.csv").exists());
+    let rows = csv_rows(&dir.join("passthrough_timing.csv"));
+    assert_eq!(rows.len(), n);
+    let aus = neon_aus(&repo(NEON_FIXTURE));
+    for (i, (row, au)) in rows.iter().zip(&aus).enumerate() {
+        assert_eq!(row[0], i.to_string());
+        assert_eq!(row[1], "0");
+        assert_eq!(row[3], au.time.0.to_string());
+        assert_eq!(row[6], au.data.len().to_string());
+        assert_eq!(row[7], if au.idr { "1" } else { "0" });
+    }
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("session.json")).unwrap()).unwrap();
+    assert_eq!(m["end"], "stopped");
+    assert_eq!(m["config"]["passthrough"], true);
+    assert_eq!(m["config"]["overlay_video"], false);
+    assert_eq!(m["counts"]["passthrough_written"], n as u64);
+    assert_eq!(m["counts"]["passthrough_received"], n as u64);
+    assert_eq!(m["counts"]["passthrough_segments"], 1);
+    assert_eq!(m["counts"]["frames"], 0);
+    assert_eq!(m["csv"]["passthrough_rows"], n as u64);
+    let segs = m["segments"].as_array().unwrap();
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0]["file"], "scene_passthrough_000.mkv");
+    assert_eq!(segs[0]["frames"], n as u64);
+    assert_eq!(segs[0]["end"], "finished");
+    let events = csv_rows(&dir.join("events.csv"));
+    let kinds: Vec<&str> = events.iter().map(|e| e[3].as_str()).collect();
+    assert!(kinds.contains(&"passthrough_start"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "fsync").count(), n / 100);
+}
+
+#[test]
+fn passthrough_and_overlay_video_record_side_by_side() {
+    let root = tmp("passthrough-and-overlay");
+    let (dir, n) = record_offline(&root, true);
+    assert_eq!(
+        ffprobe(&dir.join("scene_passthrough_000.mkv")).frames,
+        n as u64
+    );
+    let overlay = ffprobe(&dir.join("scene_000.mkv"));
+    assert_eq!((overlay.width, overlay.height), (320, 240));
+    // 12 s at the default 5 fps timer selection
+    assert_eq!(overlay.frames, 60);
+    assert_eq!(csv_rows(&dir.join("frame_timing.csv")).len(), 60);
+    assert_eq!(csv_rows(&dir.join("passthrough_timing.csv")).len(), n);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("session.json")).unwrap()).unwrap();
+    let files: Vec<&str> = m["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["scene_000.mkv", "scene_passthrough_000.mkv"]);
+}
+
+#[test]
+fn passthrough_without_h264_is_refused_before_streaming() {
+    let root = tmp("passthrough-refused");
+    let mut rc = RecordConfig::new(root.clone());
+    rc.passthrough = true;
+    rc.overlay_video = false;
+    let cfg = PipelineConfig {
+        record: Some(rc),
+        record_at_start: true,
+        ..PipelineConfig::default()
+    };
+    let err = RunningPipeline::start(Box::new(synthetic(1)), cfg, Arc::new(Control::default()))
+        .err()
+        .expect("refused");
+    assert_eq!(
+        err.to_string(),
+        format!("recording: {PASSTHROUGH_NEEDS_H264}")
+    );
+    // The CLI says it in one line and creates nothing.
+    let out = common::eyetrack()
+        .args([
+            "run",
+            "--duration",
+            "1s",
+            "-q",
+            "--encoder",
+            "passthrough",
+            "--record",
+        ])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!("eyetrack: error: {PASSTHROUGH_NEEDS_H264}")
+    );
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
 }
