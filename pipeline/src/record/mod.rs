@@ -258,6 +258,8 @@ pub struct Recorder {
     au_buffers: AtomicUsize,
     au_pool_cap: usize,
     au_seq: AtomicU64,
+    /// Access units skipped because the queue was full (the worker turns it into counts).
+    au_lost: Arc<AtomicU64>,
     csv_tx: Sender<CsvMsg>,
     state: Arc<Mutex<State>>,
     /// Serializes start and stop between callers.
@@ -294,6 +296,7 @@ impl Recorder {
         let au_pool_cap = cfg.passthrough_queue.max(1) + 2;
         let (au_tx, au_rx) = bounded::<AuJob>(cfg.passthrough_queue.max(1));
         let (au_free_tx, au_free_rx) = bounded::<Vec<u8>>(au_pool_cap);
+        let au_lost = Arc::new(AtomicU64::new(0));
         let (csv_tx, csv_rx) = bounded::<CsvMsg>(CSV_QUEUE);
         let csv_failed = Arc::new(AtomicU64::new(0));
         let csv_error = Arc::new(Mutex::new(None));
@@ -317,6 +320,7 @@ impl Recorder {
             csv_failed,
             csv_error,
             au_free: au_free_tx.clone(),
+            au_lost: Arc::clone(&au_lost),
             state: Arc::clone(&state),
             scaler: Scaler::new(cfg.resize),
             overlay,
@@ -339,6 +343,7 @@ impl Recorder {
             au_buffers: AtomicUsize::new(0),
             au_pool_cap,
             au_seq: AtomicU64::new(0),
+            au_lost,
             csv_tx,
             state,
             lifecycle: Mutex::new(()),
@@ -520,7 +525,7 @@ impl Recorder {
         }
         let seq = self.au_seq.fetch_add(1, Ordering::Relaxed);
         let Some(mut data) = self.au_buffer() else {
-            Counters::add(&self.counters.record_queue_full, 1);
+            self.au_skipped();
             return;
         };
         data.clear();
@@ -539,11 +544,16 @@ impl Recorder {
         match self.au_tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {
-                Counters::add(&self.counters.record_queue_full, 1);
+                self.au_skipped();
                 let _ = self.au_free_tx.try_send(job.data);
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+
+    fn au_skipped(&self) {
+        Counters::add(&self.counters.record_queue_full, 1);
+        self.au_lost.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A free buffer: a returned one, a new one while fewer than the cap exist, else (live)
@@ -686,6 +696,7 @@ struct Worker {
     csv_failed: Arc<AtomicU64>,
     csv_error: Arc<Mutex<Option<String>>>,
     au_free: Sender<Vec<u8>>,
+    au_lost: Arc<AtomicU64>,
     state: Arc<Mutex<State>>,
     scaler: Scaler,
     overlay: Overlay,
@@ -722,6 +733,8 @@ struct Passthrough {
     remux: Remuxer,
     /// `seq` of the last access unit taken from the queue.
     last_seq: Option<u64>,
+    /// The recorder's lost-unit count already in `counts`.
+    lost_seen: u64,
 }
 
 /// More encoder deaths than this within a minute is not a fluke: stop recording.
@@ -808,6 +821,7 @@ impl Worker {
         let passthrough = s.passthrough.then(|| Passthrough {
             remux: Remuxer::new(&s.dir),
             last_seq: None,
+            lost_seen: self.au_lost.load(Ordering::Relaxed),
         });
         Active {
             dir: s.dir,
@@ -864,12 +878,15 @@ impl Worker {
             return Ok(());
         };
         a.counts.passthrough_received += 1;
+        let lost_total = self.au_lost.load(Ordering::Relaxed);
+        a.counts.passthrough_queue_full += lost_total.saturating_sub(p.lost_seen);
+        p.lost_seen = lost_total;
+        // Units missing between this one and the previous: the file skips to the next IDR.
         let lost = p
             .last_seq
             .map_or(0, |prev| job.seq.saturating_sub(prev.saturating_add(1)));
         p.last_seq = Some(job.seq);
         if lost > 0 {
-            a.counts.passthrough_queue_full += lost;
             p.remux.discontinuity();
         }
         let span = self.profile.start();
@@ -981,7 +998,9 @@ impl Worker {
             a.counts.queue_full += n;
             self.event(
                 "queue_full",
-                format!("{n} frame(s) or sample(s) skipped: the recorder's queue was full"),
+                format!(
+                    "{n} frame(s), sample(s) or access unit(s) skipped: a recorder queue was full"
+                ),
             );
         }
         Ok(())
@@ -1196,6 +1215,8 @@ impl Worker {
             }
         }
         if let Some(p) = a.passthrough.take() {
+            let lost_total = self.au_lost.load(Ordering::Relaxed);
+            a.counts.passthrough_queue_full += lost_total.saturating_sub(p.lost_seen);
             let segs = p.remux.finish();
             if let Some(bad) = segs.iter().find(|s| s.end != "finished") {
                 if end == "stopped" {
@@ -1274,5 +1295,85 @@ impl Worker {
             st.last_error = Some(fault);
             st.ended = Some(summary);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::annexb::{contains_idr, split_access_units};
+
+    /// A live source hands over access units faster than they are written: the ones that do
+    /// not fit are counted, the file skips to the next IDR after each loss, and what it holds
+    /// decodes without a single error.
+    #[test]
+    fn a_full_passthrough_queue_skips_to_the_next_idr() {
+        let clip = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../fixtures/h264/testsrc2-320x180-main.h264"),
+        )
+        .unwrap();
+        let aus: Vec<&[u8]> = split_access_units(&clip).collect();
+        let root = tempfile::tempdir().unwrap();
+        let mut cfg = RecordConfig::new(root.path().to_owned());
+        cfg.passthrough = true;
+        cfg.overlay_video = false;
+        cfg.passthrough_queue = 1;
+        cfg.fsync_every = 0;
+        cfg.prepare().unwrap();
+        let counters = Arc::new(Counters::default());
+        let (rec, threads) = Recorder::spawn(
+            cfg,
+            (320, 180),
+            30.0,
+            Arc::new(Control::default()),
+            Arc::clone(&counters),
+            false,
+            false,
+        )
+        .unwrap();
+        rec.start().unwrap();
+        let laps = 20;
+        let mut k = 0i64;
+        for _ in 0..laps {
+            for au in &aus {
+                let idr = contains_idr(au);
+                if idr {
+                    // each GOP arrives as one burst, after the queue had time to drain
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let t = UnixNanos(1_767_225_600_000_000_000 + k * 33_333_333);
+                rec.video_access_unit(au, t, MonoNanos::now(), idr);
+                k += 1;
+            }
+        }
+        let s = rec.stop().unwrap();
+        let c = s.counts;
+        let offered = (laps * aus.len()) as u64;
+        assert_eq!(c.passthrough_received + c.passthrough_queue_full, offered);
+        assert_eq!(
+            c.passthrough_written + c.passthrough_dropped_before_idr,
+            c.passthrough_received
+        );
+        assert!(c.passthrough_queue_full > 0, "{c:?}");
+        assert!(c.passthrough_written > 0, "{c:?}");
+        assert!(counters.snapshot().record_queue_full >= c.passthrough_queue_full);
+        let video = s.dir.join("scene_passthrough_000.mkv");
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&video)
+            .args(["-f", "framemd5", "-"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "clean decode");
+        let frames = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count() as u64;
+        assert_eq!(frames, c.passthrough_written);
+        let events = std::fs::read_to_string(s.dir.join("events.csv")).unwrap();
+        assert!(events.contains("passthrough_skipped"));
+        let _ = rec.shutdown(threads);
     }
 }

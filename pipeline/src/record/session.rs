@@ -40,7 +40,7 @@ pub struct Counts {
     pub repeats: u64,
     /// Camera frames offered to the recorder while it recorded.
     pub camera_frames: u64,
-    /// Frames lost because the recorder's queue was full.
+    /// Frames, samples and access units lost because a recorder queue was full.
     pub queue_full: u64,
     /// Frames lost when an encoder died, before its replacement took over.
     pub lost_to_encoder: u64,
