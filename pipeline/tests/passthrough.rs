@@ -585,3 +585,111 @@ fn passthrough_without_h264_is_refused_before_streaming() {
     );
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
 }
+
+/// CPU seconds (user + system) this process has used, threads included (x264 runs its own).
+fn process_cpu_s() -> f64 {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    secs(u.user_time()) + secs(u.system_time())
+}
+
+/// Runs `f` `runs` times; the least CPU it took (other processes share this machine).
+fn least_cpu(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let c0 = process_cpu_s();
+            f();
+            process_cpu_s() - c0
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Decodes the AUs with libavcodec (one thread, as the pipeline does) and hands every
+/// `every`-th picture to `each`.
+fn decode_all(aus: &[Au], every: usize, mut each: impl FnMut(&pipeline::frame::Frame)) {
+    use pipeline::decode::{self, DecoderKind, DecoderOptions};
+    let mut dec = decode::open::<u64>(DecoderKind::Libav, &DecoderOptions::default()).unwrap();
+    let mut pool = pipeline::frame::FramePool::new(4);
+    let mut out = Vec::new();
+    let mut n = 0usize;
+    for (i, au) in aus.iter().enumerate() {
+        dec.decode(&au.data, i as u64, &mut pool, &mut out).unwrap();
+        for d in out.drain(..) {
+            if n.is_multiple_of(every) {
+                each(&d.frame);
+            }
+            n += 1;
+        }
+    }
+    dec.flush(&mut pool, &mut out).unwrap();
+    for d in out.drain(..) {
+        if n.is_multiple_of(every) {
+            each(&d.frame);
+        }
+        n += 1;
+    }
+    assert_eq!(n, aus.len());
+}
+
+/// `cargo test --release -p pipeline --test passthrough -- --ignored --nocapture measure`
+#[test]
+#[ignore = "measurement: prints CPU per stream-second, asserts nothing about timing"]
+fn measure_cpu_remux_vs_reencode() {
+    use pipeline::frame::PixelFormat;
+    use pipeline::record::encoder::{self, EncoderSpec};
+    let aus = neon_aus(&repo(NEON_FIXTURE));
+    let stream_s = aus.len() as f64 / 30.0;
+    let dir = tmp("passthrough-measure");
+    let remux = least_cpu(5, || {
+        let mut m = Remuxer::new(&dir);
+        for a in &aus {
+            m.push(&a.data, a.time, a.idr).unwrap();
+        }
+        m.sync().unwrap();
+        m.finish();
+    });
+    let decode = least_cpu(3, || decode_all(&aus, 1, |_| {}));
+    let reencode = |fps: u32| {
+        let every = (30 / fps) as usize;
+        least_cpu(3, || {
+            let spec = EncoderSpec {
+                width: 1600,
+                height: 1200,
+                fps,
+                input: PixelFormat::I420,
+                crf: 23,
+            };
+            let mut enc = encoder::open(EncoderKind::Libav, &spec, &dir.join("libav.mkv")).unwrap();
+            decode_all(&aus, every, |f| enc.encode(&f.view()).unwrap());
+            enc.finish().unwrap();
+        })
+    };
+    let (enc30, enc5) = (reencode(30), reencode(5));
+    let per = |cpu: f64| cpu / stream_s * 100.0;
+    println!(
+        "{} AUs, {stream_s:.1} s of 1600x1200 30 fps H.264 ({} bytes); CPU % of one core per \
+         stream-second:",
+        aus.len(),
+        aus.iter().map(|a| a.data.len()).sum::<usize>()
+    );
+    println!(
+        "  passthrough remux, all 30 fps:          {:7.3} %",
+        per(remux)
+    );
+    println!(
+        "  libav decode only (not needed by passthrough when the preview is off): {:7.3} %",
+        per(decode)
+    );
+    println!(
+        "  libav re-encode 30 fps (decode+encode - decode): {:7.3} %",
+        per(enc30 - decode)
+    );
+    println!(
+        "  libav re-encode 5 fps  (decode+encode - decode): {:7.3} %",
+        per(enc5 - decode)
+    );
+    println!(
+        "  ratio re-encode 30 fps / remux: {:.0}x",
+        (enc30 - decode) / remux
+    );
+}
