@@ -946,7 +946,12 @@ impl Worker {
                 ),
             );
         }
-        if let Some(back) = w.backwards_ns {
+        // Small steps back (a reordering stream's capture times) only shift pts; a clock
+        // jump is worth a row.
+        if let Some(back) = w
+            .backwards_ns
+            .filter(|&b| b >= encoder::passthrough::GAP_MIN_NS)
+        {
             self.event_at(
                 "time_backwards",
                 Some(job.device_time),

@@ -13,7 +13,7 @@
 //! `EYETRACK_DEVICE_TIME_NS` tag), plus an offset that only changes when device time runs
 //! backwards. Packets are written in arrival order with dts = pts, which is exact for streams
 //! without picture reordering (the Neon's); B-frame streams keep their bytes but not their
-//! presentation times (see [`PtsClock`]).
+//! presentation times (see `PtsClock`).
 
 use std::path::{Path, PathBuf};
 
