@@ -17,9 +17,13 @@ use crate::preview::{fit_size, Scaler};
 use crate::process::{scene_height, ProcessConfig, Processed, Processor};
 use crate::profile::{CounterSnapshot, Counters, Phase, StageProfile};
 use crate::record::{RecordConfig, RecordJob, Recorder, RecorderThreads, RecordingSummary};
-use crate::source::{Source, SourceInfo, SourceItem};
+use crate::source::{AccessUnitSink, Source, SourceInfo, SourceItem};
 use crate::time::MonoNanos;
 use crate::toggles::Toggles;
+
+/// What `--encoder passthrough` on a source without H.264 (the synthetic one) is told.
+pub const PASSTHROUGH_NEEDS_H264: &str =
+    "passthrough needs a source that delivers H.264: neon:// or fixture:";
 
 /// Frames processed per frame offered while reduced processing is in force (plan 1.6).
 pub const REDUCED_EVERY: u64 = 10;
@@ -243,6 +247,11 @@ impl RunningPipeline {
                 info.height
             },
         );
+        if cfg.record.as_ref().is_some_and(|r| r.passthrough) && !source.delivers_h264() {
+            return Err(PipelineError::Record(crate::record::RecordError::Config(
+                PASSTHROUGH_NEEDS_H264.into(),
+            )));
+        }
         let recorder = match &cfg.record {
             Some(rc) => Some(Recorder::spawn(
                 rc.clone(),
@@ -256,6 +265,9 @@ impl RunningPipeline {
             None => None,
         };
         let rec = recorder.as_ref().map(|(r, _)| Arc::clone(r));
+        if let Some(r) = rec.as_ref().filter(|r| r.config().passthrough) {
+            source.set_access_unit_sink(Arc::clone(r) as Arc<dyn AccessUnitSink>);
+        }
         if cfg.record_at_start {
             if let Some(r) = &rec {
                 r.start()?;

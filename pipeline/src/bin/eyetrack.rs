@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use pipeline::cli;
-use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline};
+use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline, PASSTHROUGH_NEEDS_H264};
 use pipeline::flamegraph::{FlamegraphInfo, Sampler, DEFAULT_FREQUENCY_HZ, MAX_FREQUENCY_HZ};
 use pipeline::overlay::{MarkerShape, OverlayMode, OverlayStyle, Rgb};
 use pipeline::platform;
@@ -202,9 +202,17 @@ struct RunArgs {
     /// timer: fixed output rate, repeating the latest frame; camera: unique frames only.
     #[arg(long, value_enum)]
     frame_selection: Option<FrameSelection>,
-    /// Video encoder backend (auto = nvenc where available, else ffmpeg).
+    /// Video encoder backend (auto = nvenc where available, else ffmpeg). passthrough: no
+    /// encoding, the device's own H.264 at its full rate (needs a source that delivers H.264).
     #[arg(long, value_enum)]
     encoder: Option<EncoderKind>,
+    /// With --encoder passthrough: also record the re-encoded video with the gaze circle (by
+    /// --overlay-encoder). Default off: the original stream only.
+    #[arg(long, value_enum, requires = "record")]
+    record_overlay: Option<OnOff>,
+    /// Backend of the overlay video when --encoder passthrough --record-overlay on.
+    #[arg(long, value_enum, default_value_t = EncoderKind::Auto, requires = "record")]
+    overlay_encoder: EncoderKind,
     /// x264 constant rate factor of the recorded video.
     #[arg(long, default_value_t = 23, requires = "record",
           value_parser = clap::value_parser!(u32).range(0..=51))]
@@ -291,6 +299,7 @@ impl RunArgs {
         caps: &platform::PlatformCaps,
         scene: (usize, usize),
         source: &pipeline::source::SourceInfo,
+        delivers_h264: bool,
     ) -> anyhow::Result<Option<RecordConfig>> {
         let Some(root) = &self.record else {
             return Ok(None);
@@ -300,6 +309,21 @@ impl RunArgs {
         rc.size = self.record_size;
         rc.selection = toggles.frame_selection;
         rc.encoder = toggles.encoder.resolve(caps.has_nvenc)?;
+        if rc.encoder == EncoderKind::Passthrough {
+            anyhow::ensure!(delivers_h264, PASSTHROUGH_NEEDS_H264);
+            anyhow::ensure!(
+                self.overlay_encoder != EncoderKind::Passthrough,
+                "--overlay-encoder must re-encode: ffmpeg, nvenc, libav or auto"
+            );
+            rc.passthrough = true;
+            rc.overlay_video = self.record_overlay.is_some_and(OnOff::is_on);
+            rc.encoder = self.overlay_encoder.resolve(caps.has_nvenc)?;
+        } else {
+            anyhow::ensure!(
+                self.record_overlay.is_none_or(OnOff::is_on),
+                "--record-overlay off needs --encoder passthrough (otherwise nothing is recorded)"
+            );
+        }
         rc.crf = self.record_crf;
         rc.flush_every = toggles.flush_every;
         rc.fsync_every = toggles.fsync_every;
@@ -399,7 +423,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             info.height
         },
     );
-    let record = args.record_config(&toggles, caps, scene, &info)?;
+    let record = args.record_config(&toggles, caps, scene, &info, source.delivers_h264())?;
     let scenario = if record.is_some() {
         "recording"
     } else {

@@ -1,5 +1,5 @@
-//! The recording's CSV files (frame timing, gaze, IMU, events) and the thread that writes them
-//! with batched flushes (plan 1.2), periodic and final fsync (plan 1.4).
+//! The recording's CSV files (frame timing, passthrough timing, gaze, IMU, events) and the thread
+//! that writes them with batched flushes (plan 1.2), periodic and final fsync (plan 1.4).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,27 @@ pub struct TimingRow {
     pub gaze_y_px: Option<f32>,
     pub gaze_worn: Option<u8>,
     pub gaze_dt_ns: Option<i64>,
+}
+
+/// One row of `passthrough_timing.csv`: one access unit of the device's H.264 as written to
+/// `scene_passthrough_<segment>.mkv`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PassthroughRow {
+    /// Access units written in this recording before this one (all segments).
+    pub au_index: u64,
+    pub segment: u32,
+    /// Its timestamp in the segment file (ms).
+    pub pts_ms: i64,
+    /// Capture time on the device clock.
+    pub device_time_ns: i64,
+    /// When the host had the whole access unit (CLOCK_MONOTONIC).
+    pub received_mono_ns: u64,
+    /// When the recorder wrote it (CLOCK_MONOTONIC).
+    pub write_mono_ns: u64,
+    /// Annex B size as received.
+    pub bytes: u64,
+    /// 1 when it holds an IDR picture (a point where playback can start).
+    pub idr: u8,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -76,7 +97,8 @@ pub struct EventRow {
     /// Device time the event refers to, when it has one (user events, gaps).
     pub device_time_ns: Option<i64>,
     /// recording_start, recording_stop, user, encoder_died, encoder_restart, gap,
-    /// queue_full, fsync, error.
+    /// queue_full, fsync, error, passthrough_start, passthrough_segment,
+    /// passthrough_skipped, time_backwards.
     pub kind: &'static str,
     pub detail: String,
 }
@@ -97,6 +119,7 @@ impl EventRow {
 pub enum CsvMsg {
     Open(Box<CsvFiles>),
     Timing(TimingRow),
+    Passthrough(PassthroughRow),
     Gaze(GazeSample),
     Imu(ImuSample),
     Event(EventRow),
@@ -110,6 +133,7 @@ pub enum CsvMsg {
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct CsvSummary {
     pub timing_rows: u64,
+    pub passthrough_rows: u64,
     pub gaze_rows: u64,
     pub imu_rows: u64,
     pub event_rows: u64,
@@ -200,20 +224,37 @@ impl RowFile {
     }
 }
 
-/// The four CSV files of one recording.
+/// The CSV files of one recording: the timing file of each video it records, gaze, IMU, events.
 pub struct CsvFiles {
-    timing: RowFile,
+    timing: Option<RowFile>,
+    passthrough: Option<RowFile>,
     gaze: RowFile,
     imu: RowFile,
     events: RowFile,
 }
 
 impl CsvFiles {
-    /// Creates the files (and their header rows on first write) in `dir`.
+    /// Creates the files of a recording of the overlay video (with their header rows) in `dir`.
     pub fn create(dir: &Path, flush_every: u32) -> std::io::Result<Self> {
+        Self::create_for(dir, flush_every, true, false)
+    }
+
+    /// Creates the files in `dir`: `frame_timing.csv` when the overlay video is recorded,
+    /// `passthrough_timing.csv` when the device's H.264 is.
+    pub fn create_for(
+        dir: &Path,
+        flush_every: u32,
+        overlay_video: bool,
+        passthrough: bool,
+    ) -> std::io::Result<Self> {
         let n = flush_every as u64;
         Ok(CsvFiles {
-            timing: RowFile::create(dir.join("frame_timing.csv"), n, TIMING_HEADER)?,
+            timing: overlay_video
+                .then(|| RowFile::create(dir.join("frame_timing.csv"), n, TIMING_HEADER))
+                .transpose()?,
+            passthrough: passthrough
+                .then(|| RowFile::create(dir.join("passthrough_timing.csv"), n, PASSTHROUGH_HEADER))
+                .transpose()?,
             gaze: RowFile::create(dir.join("gaze.csv"), n, GAZE_HEADER)?,
             imu: RowFile::create(dir.join("imu.csv"), n, IMU_HEADER)?,
             events: RowFile::create(dir.join("events.csv"), n, EVENT_HEADER)?,
@@ -227,21 +268,25 @@ impl CsvFiles {
 
     /// Final flush and fsync of every file.
     pub fn sync_all(&mut self, c: &Counters) -> Result<(), String> {
-        self.all().into_iter().try_for_each(|f| f.sync(c))
+        self.all().try_for_each(|f| f.sync(c))
     }
 
-    fn all(&mut self) -> [&mut RowFile; 4] {
+    fn all(&mut self) -> impl Iterator<Item = &mut RowFile> {
         [
-            &mut self.timing,
-            &mut self.gaze,
-            &mut self.imu,
-            &mut self.events,
+            self.timing.as_mut(),
+            self.passthrough.as_mut(),
+            Some(&mut self.gaze),
+            Some(&mut self.imu),
+            Some(&mut self.events),
         ]
+        .into_iter()
+        .flatten()
     }
 
     fn summary(&self) -> CsvSummary {
         CsvSummary {
-            timing_rows: self.timing.rows,
+            timing_rows: self.timing.as_ref().map_or(0, |f| f.rows),
+            passthrough_rows: self.passthrough.as_ref().map_or(0, |f| f.rows),
             gaze_rows: self.gaze.rows,
             imu_rows: self.imu.rows,
             event_rows: self.events.rows,
@@ -261,6 +306,16 @@ pub const TIMING_HEADER: &[&str] = &[
     "gaze_y_px",
     "gaze_worn",
     "gaze_dt_ns",
+];
+pub const PASSTHROUGH_HEADER: &[&str] = &[
+    "au_index",
+    "segment",
+    "pts_ms",
+    "device_time_ns",
+    "received_mono_ns",
+    "write_mono_ns",
+    "bytes",
+    "idr",
 ];
 pub const GAZE_HEADER: &[&str] = &["device_time_ns", "x_px", "y_px", "worn"];
 pub const IMU_HEADER: &[&str] = &[
@@ -326,7 +381,14 @@ fn writer_loop(
             }
             (_, None) => Ok(()),
             (_, Some(_)) if broken => Ok(()),
-            (CsvMsg::Timing(r), Some(f)) => f.timing.write(&r, c),
+            (CsvMsg::Timing(r), Some(f)) => match f.timing.as_mut() {
+                Some(t) => t.write(&r, c),
+                None => Ok(()),
+            },
+            (CsvMsg::Passthrough(r), Some(f)) => match f.passthrough.as_mut() {
+                Some(t) => t.write(&r, c),
+                None => Ok(()),
+            },
             (CsvMsg::Gaze(g), Some(f)) => f.write_gaze(&g, c),
             (CsvMsg::Imu(s), Some(f)) => f.imu.write(
                 &ImuRow {

@@ -2,9 +2,11 @@
 //! encoder thread, the CSV writer thread, and the start/stop lifecycle of recording folders.
 //!
 //! Threads: the process stage offers every processed frame while recording (never blocking:
-//! a full queue is counted and logged), the `record` thread selects, scales, draws the gaze
-//! circle and encodes, and the `record-csv` thread owns the CSV files. Start and stop can be
-//! called from any thread, any number of times in one process.
+//! a full queue is counted and logged), the source hands every H.264 access unit it receives to
+//! the passthrough queue (`--encoder passthrough`, same policy), the `record` thread selects,
+//! scales, draws the gaze circle and encodes, and copies the access units into their own files,
+//! and the `record-csv` thread owns the CSV files. Start and stop can be called from any thread,
+//! any number of times in one process.
 
 pub mod csv_files;
 pub mod encoder;
@@ -12,7 +14,7 @@ pub mod select;
 pub mod session;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,9 +31,11 @@ use crate::preview::{ResizeFilter, Scaler};
 use crate::process::Processed;
 use crate::profile::{Counters, Phase, StageProfile};
 use crate::sensors::{GazeSample, ImuSample};
+use crate::source::AccessUnitSink;
 use crate::time::{MonoNanos, UnixNanos};
 
-use csv_files::{CsvFiles, CsvMsg, CsvSummary, EventRow, TimingRow};
+use csv_files::{CsvFiles, CsvMsg, CsvSummary, EventRow, PassthroughRow, TimingRow};
+use encoder::passthrough::{Dropped, OpenReason, Pushed, Remuxer};
 use encoder::{EncodeError, EncoderKind, EncoderSpec, SegmentSummary, VideoEncoder};
 use select::{FrameSelection, Selector};
 use session::{Counts, Manifest};
@@ -46,8 +50,17 @@ pub struct RecordConfig {
     /// Output size; `None` = the scene's own size.
     pub size: Option<(usize, usize)>,
     pub selection: FrameSelection,
-    /// Already resolved (not `auto`).
+    /// Backend of the overlay video; already resolved (not `auto`, not `passthrough`).
     pub encoder: EncoderKind,
+    /// Record the device's own H.264 as received (`--encoder passthrough`) into
+    /// `scene_passthrough_NNN.mkv`, with `passthrough_timing.csv`.
+    pub passthrough: bool,
+    /// Record the re-encoded video with the gaze circle (`scene_NNN.mkv`, by `encoder`). Off
+    /// only together with `passthrough`.
+    pub overlay_video: bool,
+    /// Access units the passthrough queue holds before the source has to skip one (about 3 s
+    /// at 30 fps: room for an fsync on a slow card).
+    pub passthrough_queue: usize,
     pub crf: u32,
     /// CSV rows per write(2) (plan 1.2; 1 = the plan's current behaviour).
     pub flush_every: u32,
@@ -73,6 +86,9 @@ impl RecordConfig {
             size: None,
             selection: FrameSelection::Timer,
             encoder: EncoderKind::Ffmpeg,
+            passthrough: false,
+            overlay_video: true,
+            passthrough_queue: 90,
             crf: 23,
             flush_every: 30,
             fsync_every: 600,
@@ -106,7 +122,19 @@ impl RecordConfig {
                 )));
             }
         }
-        if self.encoder == EncoderKind::Auto {
+        if !self.passthrough && !self.overlay_video {
+            return Err(RecordError::Config(
+                "nothing to record: the overlay video is off and passthrough is not on".into(),
+            ));
+        }
+        if self.overlay_video && self.encoder == EncoderKind::Passthrough {
+            return Err(RecordError::Config(
+                "the overlay video needs a re-encoding backend (ffmpeg, nvenc or libav), not \
+                 passthrough"
+                    .into(),
+            ));
+        }
+        if self.overlay_video && self.encoder == EncoderKind::Auto {
             return Err(RecordError::Config(
                 "encoder must be resolved before recording".into(),
             ));
@@ -135,7 +163,8 @@ impl RecordConfig {
                 path: root.clone(),
                 reason: format!("not writable: {e}"),
             })?;
-        if matches!(self.encoder, EncoderKind::Ffmpeg | EncoderKind::Nvenc)
+        if self.overlay_video
+            && matches!(self.encoder, EncoderKind::Ffmpeg | EncoderKind::Nvenc)
             && !ffmpeg_sidecar::command::ffmpeg_is_installed()
         {
             return Err(RecordError::Encoder(EncodeError::Missing));
@@ -180,6 +209,17 @@ pub(crate) struct RecordJob {
     pub gaze: Option<MatchedGaze>,
 }
 
+/// An access unit of the device's H.264 on its way to the passthrough file.
+struct AuJob {
+    /// A pooled buffer: returned to the recorder's free list after writing.
+    data: Vec<u8>,
+    /// Position among the access units offered while recording: a jump means some were lost.
+    seq: u64,
+    device_time: UnixNanos,
+    received: MonoNanos,
+    is_idr: bool,
+}
+
 enum Command {
     Start(Box<Session>),
     Stop(Sender<Result<RecordingSummary, RecordError>>),
@@ -190,7 +230,9 @@ struct Session {
     dir: PathBuf,
     started: UnixNanos,
     spec: EncoderSpec,
-    encoder: Box<dyn VideoEncoder>,
+    /// `None` when only the passthrough video is recorded.
+    encoder: Option<Box<dyn VideoEncoder>>,
+    passthrough: bool,
 }
 
 #[derive(Default)]
@@ -209,6 +251,15 @@ pub struct Recorder {
     counters: Arc<Counters>,
     cmd_tx: Sender<Command>,
     job_tx: Sender<RecordJob>,
+    au_tx: Sender<AuJob>,
+    /// Access-unit buffers the record thread has finished with; at most `au_pool_cap` exist.
+    au_free_tx: Sender<Vec<u8>>,
+    au_free_rx: Receiver<Vec<u8>>,
+    au_buffers: AtomicUsize,
+    au_pool_cap: usize,
+    au_seq: AtomicU64,
+    /// Access units skipped because the queue was full (the worker turns it into counts).
+    au_lost: Arc<AtomicU64>,
     csv_tx: Sender<CsvMsg>,
     state: Arc<Mutex<State>>,
     /// Serializes start and stop between callers.
@@ -241,6 +292,11 @@ impl Recorder {
     ) -> Result<(Arc<Recorder>, RecorderThreads), RecordError> {
         let (cmd_tx, cmd_rx) = bounded::<Command>(4);
         let (job_tx, job_rx) = bounded::<RecordJob>(cfg.queue.max(1));
+        // The queue's units, the one being written and the one being filled.
+        let au_pool_cap = cfg.passthrough_queue.max(1) + 2;
+        let (au_tx, au_rx) = bounded::<AuJob>(cfg.passthrough_queue.max(1));
+        let (au_free_tx, au_free_rx) = bounded::<Vec<u8>>(au_pool_cap);
+        let au_lost = Arc::new(AtomicU64::new(0));
         let (csv_tx, csv_rx) = bounded::<CsvMsg>(CSV_QUEUE);
         let csv_failed = Arc::new(AtomicU64::new(0));
         let csv_error = Arc::new(Mutex::new(None));
@@ -263,6 +319,8 @@ impl Recorder {
             csv_tx: csv_tx.clone(),
             csv_failed,
             csv_error,
+            au_free: au_free_tx.clone(),
+            au_lost: Arc::clone(&au_lost),
             state: Arc::clone(&state),
             scaler: Scaler::new(cfg.resize),
             overlay,
@@ -270,7 +328,7 @@ impl Recorder {
         };
         let record = std::thread::Builder::new()
             .name("record".into())
-            .spawn(move || worker.run(cmd_rx, job_rx))
+            .spawn(move || worker.run(cmd_rx, job_rx, au_rx))
             .map_err(|e| RecordError::Config(format!("cannot start the record thread: {e}")))?;
         let recorder = Arc::new(Recorder {
             cfg,
@@ -279,6 +337,13 @@ impl Recorder {
             counters,
             cmd_tx,
             job_tx,
+            au_tx,
+            au_free_tx,
+            au_free_rx,
+            au_buffers: AtomicUsize::new(0),
+            au_pool_cap,
+            au_seq: AtomicU64::new(0),
+            au_lost,
             csv_tx,
             state,
             lifecycle: Mutex::new(()),
@@ -322,16 +387,29 @@ impl Recorder {
             },
             crf: self.cfg.crf,
         };
-        let files =
-            CsvFiles::create(&dir, self.cfg.flush_every).map_err(|e| RecordError::Folder {
-                path: dir.clone(),
-                reason: format!("cannot create the CSV files: {e}"),
-            })?;
+        let files = CsvFiles::create_for(
+            &dir,
+            self.cfg.flush_every,
+            self.cfg.overlay_video,
+            self.cfg.passthrough,
+        )
+        .map_err(|e| RecordError::Folder {
+            path: dir.clone(),
+            reason: format!("cannot create the CSV files: {e}"),
+        })?;
         reserve_space(&dir).map_err(|e| RecordError::Folder {
             path: dir.clone(),
             reason: format!("cannot write: {e}"),
         })?;
-        let encoder = encoder::open(self.cfg.encoder, &spec, &segment_path(&dir, 0))?;
+        let encoder = if self.cfg.overlay_video {
+            Some(encoder::open(
+                self.cfg.encoder,
+                &spec,
+                &segment_path(&dir, 0),
+            )?)
+        } else {
+            None
+        };
         let manifest = self.manifest(&dir, started);
         session::write_manifest(&dir, &manifest).map_err(|e| RecordError::Folder {
             path: dir.clone(),
@@ -348,6 +426,7 @@ impl Recorder {
                 started,
                 spec,
                 encoder,
+                passthrough: self.cfg.passthrough,
             })))
             .map_err(|_| RecordError::Gone)?;
         {
@@ -415,7 +494,7 @@ impl Recorder {
 
     /// Offers a processed frame; never blocks the caller.
     pub(crate) fn offer(&self, job: RecordJob) {
-        if !self.control.recording.load(Ordering::Relaxed) {
+        if !self.cfg.overlay_video || !self.control.recording.load(Ordering::Relaxed) {
             return;
         }
         if self.blocking {
@@ -427,6 +506,75 @@ impl Recorder {
             Err(TrySendError::Full(_)) => Counters::add(&self.counters.record_queue_full, 1),
             Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+
+    /// One access unit of the world video as the device sent it, for the passthrough file (see
+    /// [`AccessUnitSink`]; a no-op unless recording with passthrough). Copies it into a pooled
+    /// buffer and queues it for the record thread. A live caller never waits: when the queue is
+    /// full the unit is counted (`record_queue_full`, the manifest's `passthrough_queue_full`)
+    /// and the file skips to the next IDR, since the pictures until then refer to the lost one.
+    pub fn video_access_unit(
+        &self,
+        au: &[u8],
+        device_time: UnixNanos,
+        received: MonoNanos,
+        is_idr: bool,
+    ) {
+        if !self.cfg.passthrough || !self.control.recording.load(Ordering::Relaxed) {
+            return;
+        }
+        let seq = self.au_seq.fetch_add(1, Ordering::Relaxed);
+        let Some(mut data) = self.au_buffer() else {
+            self.au_skipped();
+            return;
+        };
+        data.clear();
+        data.extend_from_slice(au);
+        let job = AuJob {
+            data,
+            seq,
+            device_time,
+            received,
+            is_idr,
+        };
+        if self.blocking {
+            let _ = self.au_tx.send(job);
+            return;
+        }
+        match self.au_tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                self.au_skipped();
+                let _ = self.au_free_tx.try_send(job.data);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    fn au_skipped(&self) {
+        Counters::add(&self.counters.record_queue_full, 1);
+        self.au_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A free buffer: a returned one, a new one while fewer than the cap exist, else (live)
+    /// none, since every buffer is queued or being written. Offline replays wait for one.
+    fn au_buffer(&self) -> Option<Vec<u8>> {
+        if let Ok(b) = self.au_free_rx.try_recv() {
+            return Some(b);
+        }
+        let grown = self
+            .au_buffers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.au_pool_cap).then_some(n + 1)
+            })
+            .is_ok();
+        if grown {
+            return Some(Vec::new());
+        }
+        if self.blocking {
+            return self.au_free_rx.recv().ok();
+        }
+        None
     }
 
     fn csv_try(&self, msg: CsvMsg) {
@@ -454,6 +602,9 @@ impl Recorder {
             "size": [w, h],
             "frame_selection": self.cfg.selection,
             "encoder": self.cfg.encoder,
+            "passthrough": self.cfg.passthrough,
+            "overlay_video": self.cfg.overlay_video,
+            "passthrough_queue": self.cfg.passthrough_queue,
             "crf": self.cfg.crf,
             "container": encoder::CONTAINER_EXT,
             "flush_every": self.cfg.flush_every,
@@ -492,6 +643,7 @@ impl Recorder {
         let Recorder {
             cmd_tx,
             job_tx,
+            au_tx,
             csv_tx,
             ..
         } = match Arc::try_unwrap(self) {
@@ -499,7 +651,7 @@ impl Recorder {
             // Someone still holds the handle (a control API): the threads end when it drops.
             Err(_) => return (StageProfile::new(false), summary),
         };
-        drop((cmd_tx, job_tx));
+        drop((cmd_tx, job_tx, au_tx));
         let profile = threads
             .record
             .join()
@@ -526,6 +678,12 @@ fn segment_path(dir: &Path, index: u32) -> PathBuf {
     dir.join(format!("scene_{index:03}.{}", encoder::CONTAINER_EXT))
 }
 
+impl AccessUnitSink for Recorder {
+    fn access_unit(&self, au: &[u8], device_time: UnixNanos, received: MonoNanos, is_idr: bool) {
+        self.video_access_unit(au, device_time, received, is_idr);
+    }
+}
+
 /// The record thread's own state.
 struct Worker {
     cfg: RecordConfig,
@@ -537,6 +695,8 @@ struct Worker {
     csv_tx: Sender<CsvMsg>,
     csv_failed: Arc<AtomicU64>,
     csv_error: Arc<Mutex<Option<String>>>,
+    au_free: Sender<Vec<u8>>,
+    au_lost: Arc<AtomicU64>,
     state: Arc<Mutex<State>>,
     scaler: Scaler,
     overlay: Overlay,
@@ -557,18 +717,36 @@ struct Active {
     scaled: Frame,
     last: Option<(FrameMeta, Option<MatchedGaze>)>,
     counts: Counts,
+    /// The device's H.264, when recorded.
+    passthrough: Option<Passthrough>,
     since_sync: u32,
+    /// Access units written since the last sync.
+    since_sync_aus: u32,
     queue_full_seen: u64,
     video_bytes_seen: u64,
     /// Encoder deaths in the last minute: a crash loop ends the recording instead.
     restarts: Vec<Instant>,
 }
 
+/// The passthrough side of a recording.
+struct Passthrough {
+    remux: Remuxer,
+    /// `seq` of the last access unit taken from the queue.
+    last_seq: Option<u64>,
+    /// The recorder's lost-unit count already in `counts`.
+    lost_seen: u64,
+}
+
 /// More encoder deaths than this within a minute is not a fluke: stop recording.
 const MAX_RESTARTS_PER_MINUTE: usize = 5;
 
 impl Worker {
-    fn run(mut self, cmd_rx: Receiver<Command>, job_rx: Receiver<RecordJob>) -> StageProfile {
+    fn run(
+        mut self,
+        cmd_rx: Receiver<Command>,
+        job_rx: Receiver<RecordJob>,
+        au_rx: Receiver<AuJob>,
+    ) -> StageProfile {
         let mut active: Option<Active> = None;
         loop {
             select! {
@@ -581,6 +759,17 @@ impl Worker {
                         active = Some(self.begin(*s));
                     }
                     Ok(Command::Stop(reply)) => {
+                        // Access units queued before the stop belong to this recording.
+                        while let Ok(job) = au_rx.try_recv() {
+                            if let Some(a) = active.as_mut() {
+                                if let Err(fault) = self.passthrough(a, &job) {
+                                    if let Some(a) = active.take() {
+                                        self.fail(a, fault);
+                                    }
+                                }
+                            }
+                            let _ = self.au_free.try_send(job.data);
+                        }
                         let result = match active.take() {
                             Some(a) => Ok(self.finish(a, "stopped".into())),
                             None => self
@@ -606,6 +795,19 @@ impl Worker {
                     }
                     Err(_) => break,
                 },
+                recv(au_rx) -> job => match job {
+                    Ok(job) => {
+                        if let Some(a) = active.as_mut() {
+                            if let Err(fault) = self.passthrough(a, &job) {
+                                if let Some(a) = active.take() {
+                                    self.fail(a, fault);
+                                }
+                            }
+                        }
+                        let _ = self.au_free.try_send(job.data);
+                    }
+                    Err(_) => break,
+                },
             }
         }
         if let Some(a) = active.take() {
@@ -616,6 +818,11 @@ impl Worker {
 
     fn begin(&mut self, s: Session) -> Active {
         let fmt = s.spec.input;
+        let passthrough = s.passthrough.then(|| Passthrough {
+            remux: Remuxer::new(&s.dir),
+            last_seq: None,
+            lost_seen: self.au_lost.load(Ordering::Relaxed),
+        });
         Active {
             dir: s.dir,
             started: s.started,
@@ -623,12 +830,14 @@ impl Worker {
             out: Frame::new(fmt, s.spec.width, s.spec.height),
             scaled: Frame::new(fmt, 2, 2),
             spec: s.spec,
-            encoder: Some(s.encoder),
+            encoder: s.encoder,
             segment: 0,
             segments: Vec::new(),
             last: None,
             counts: Counts::default(),
+            passthrough,
             since_sync: 0,
+            since_sync_aus: 0,
             queue_full_seen: self.counters.snapshot().record_queue_full,
             video_bytes_seen: 0,
             restarts: Vec::new(),
@@ -658,6 +867,122 @@ impl Worker {
         self.write(a, job.meta, job.gaze, false)
     }
 
+    /// Writes one access unit of the device's H.264 to the passthrough file. An `Err` is a fault
+    /// that ends the recording (the muxer writes to a local file: its errors are I/O errors).
+    fn passthrough(&mut self, a: &mut Active, job: &AuJob) -> Result<(), String> {
+        if a.passthrough.is_none() {
+            return Ok(());
+        }
+        self.check_faults(a)?;
+        let Some(p) = a.passthrough.as_mut() else {
+            return Ok(());
+        };
+        a.counts.passthrough_received += 1;
+        let lost_total = self.au_lost.load(Ordering::Relaxed);
+        a.counts.passthrough_queue_full += lost_total.saturating_sub(p.lost_seen);
+        p.lost_seen = lost_total;
+        // Units missing between this one and the previous: the file skips to the next IDR.
+        let lost = p
+            .last_seq
+            .map_or(0, |prev| job.seq.saturating_sub(prev.saturating_add(1)));
+        p.last_seq = Some(job.seq);
+        if lost > 0 {
+            p.remux.discontinuity();
+        }
+        let span = self.profile.start();
+        let pushed = p.remux.push(&job.data, job.device_time, job.is_idr);
+        self.profile.finish(Phase::Encode, span);
+        let pushed = pushed.map_err(|e| format!("passthrough: {e}"))?;
+        let write_mono = MonoNanos::now();
+        if lost > 0 {
+            self.event(
+                "passthrough_skipped",
+                format!(
+                    "{lost} access unit(s) lost: the passthrough queue was full; the video \
+                     resumes at the next IDR"
+                ),
+            );
+        }
+        let w = match pushed {
+            Pushed::Written(w) => w,
+            Pushed::Dropped(Dropped::Empty) => return Ok(()),
+            Pushed::Dropped(Dropped::BeforeIdr | Dropped::NoParameterSets) => {
+                a.counts.passthrough_dropped_before_idr += 1;
+                return Ok(());
+            }
+        };
+        if let Some(o) = w.opened {
+            a.counts.passthrough_segments += 1;
+            let file =
+                encoder::ffmpeg::file_name(&encoder::passthrough::segment_path(&a.dir, o.index));
+            let (kind, why) = match o.reason {
+                OpenReason::First => (
+                    "passthrough_start",
+                    format!(
+                        "after {} access unit(s) before the first IDR",
+                        a.counts.passthrough_dropped_before_idr
+                    ),
+                ),
+                OpenReason::ParameterSetsChanged => {
+                    ("passthrough_segment", "the SPS/PPS changed".to_owned())
+                }
+            };
+            self.event_at(
+                kind,
+                Some(job.device_time),
+                format!("{file}: {}x{} H.264 as sent, {why}", o.width, o.height),
+            );
+        }
+        if let Some(gap) = w.gap_ns {
+            self.event_at(
+                "gap",
+                Some(job.device_time),
+                format!(
+                    "{:.3} s of device time without video before this access unit \
+                     (passthrough segment {}, pts {} ms)",
+                    gap as f64 / 1e9,
+                    w.segment,
+                    w.pts_ms
+                ),
+            );
+        }
+        // Small steps back (a reordering stream's capture times) only shift pts; a clock
+        // jump is worth a row.
+        if let Some(back) = w
+            .backwards_ns
+            .filter(|&b| b >= encoder::passthrough::GAP_MIN_NS)
+        {
+            self.event_at(
+                "time_backwards",
+                Some(job.device_time),
+                format!(
+                    "device time went back {:.3} s; passthrough segment {} goes on at pts {} ms",
+                    back as f64 / 1e9,
+                    w.segment,
+                    w.pts_ms
+                ),
+            );
+        }
+        let row = PassthroughRow {
+            au_index: a.counts.passthrough_written,
+            segment: w.segment,
+            pts_ms: w.pts_ms,
+            device_time_ns: job.device_time.0,
+            received_mono_ns: job.received.0,
+            write_mono_ns: write_mono.0,
+            bytes: job.data.len() as u64,
+            idr: job.is_idr as u8,
+        };
+        let _ = self.csv_tx.send(CsvMsg::Passthrough(row));
+        a.counts.passthrough_written += 1;
+        Counters::add(&self.counters.record_frames, 1);
+        a.since_sync_aus += 1;
+        if self.cfg.fsync_every > 0 && a.since_sync_aus >= self.cfg.fsync_every {
+            self.sync(a)?;
+        }
+        Ok(())
+    }
+
     /// Faults other threads noticed: a CSV write failed (full disk), frames were skipped
     /// because the queue was full (logged, the recording goes on).
     fn check_faults(&mut self, a: &mut Active) -> Result<(), String> {
@@ -678,7 +1003,9 @@ impl Worker {
             a.counts.queue_full += n;
             self.event(
                 "queue_full",
-                format!("{n} frame(s) or sample(s) skipped: the recorder's queue was full"),
+                format!(
+                    "{n} frame(s), sample(s) or access unit(s) skipped: a recorder queue was full"
+                ),
             );
         }
         Ok(())
@@ -766,35 +1093,47 @@ impl Worker {
         Ok(())
     }
 
-    /// Plan 1.4: the video and every CSV reach the disk together.
+    /// Plan 1.4: the videos and every CSV reach the disk together.
     fn sync(&mut self, a: &mut Active) -> Result<(), String> {
         a.since_sync = 0;
-        let durable = match a.encoder.as_mut().map(|e| e.sync()) {
-            Some(Ok(n)) => n,
-            Some(Err(e)) if e.is_fatal() => return Err(e.to_string()),
-            Some(Err(e)) => return self.encoder_fault(a, e),
-            None => 0,
-        };
+        a.since_sync_aus = 0;
+        let mut said = Vec::with_capacity(2);
+        if let Some(p) = a.passthrough.as_mut() {
+            let n = p.remux.sync().map_err(|e| format!("passthrough: {e}"))?;
+            if let Some(path) = p.remux.current_path() {
+                said.push(format!(
+                    "{} holds {n} access units",
+                    encoder::ffmpeg::file_name(path)
+                ));
+            }
+        }
+        if a.encoder.is_some() {
+            let durable = match a.encoder.as_mut().map(|e| e.sync()) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) if e.is_fatal() => return Err(e.to_string()),
+                Some(Err(e)) => return self.encoder_fault(a, e),
+                None => 0,
+            };
+            let seg = segment_path(&a.dir, a.segment);
+            said.push(format!(
+                "{} holds {durable} frames",
+                encoder::ffmpeg::file_name(&seg)
+            ));
+        }
         Counters::add(&self.counters.record_fsyncs, 1);
         a.counts.fsyncs += 1;
         self.update_video_bytes(a);
-        let seg = segment_path(&a.dir, a.segment);
-        self.event(
-            "fsync",
-            format!(
-                "{} holds {durable} frames on disk",
-                seg.file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default()
-            ),
-        );
+        self.event("fsync", format!("{} on disk", said.join(", ")));
         let _ = self.csv_tx.send(CsvMsg::Sync);
         Ok(())
     }
 
     fn update_video_bytes(&mut self, a: &mut Active) {
         let now: u64 = a.segments.iter().map(|s| s.bytes).sum::<u64>()
-            + a.encoder.as_ref().map_or(0, |e| e.bytes_written());
+            + a.encoder.as_ref().map_or(0, |e| e.bytes_written())
+            + a.passthrough
+                .as_ref()
+                .map_or(0, |p| p.remux.bytes_written());
         Counters::add(
             &self.counters.record_video_bytes,
             now.saturating_sub(a.video_bytes_seen),
@@ -850,7 +1189,13 @@ impl Worker {
     }
 
     fn event(&self, kind: &'static str, detail: String) {
-        let _ = self.csv_tx.send(CsvMsg::Event(EventRow::now(kind, detail)));
+        self.event_at(kind, None, detail);
+    }
+
+    fn event_at(&self, kind: &'static str, device_time: Option<UnixNanos>, detail: String) {
+        let mut row = EventRow::now(kind, detail);
+        row.device_time_ns = device_time.map(|t| t.0);
+        let _ = self.csv_tx.send(CsvMsg::Event(row));
     }
 
     /// Ends a recording cleanly (stop) or after a fault; writes the final manifest.
@@ -873,6 +1218,17 @@ impl Worker {
                     }
                 }
             }
+        }
+        if let Some(p) = a.passthrough.take() {
+            let lost_total = self.au_lost.load(Ordering::Relaxed);
+            a.counts.passthrough_queue_full += lost_total.saturating_sub(p.lost_seen);
+            let segs = p.remux.finish();
+            if let Some(bad) = segs.iter().find(|s| s.end != "finished") {
+                if end == "stopped" {
+                    end = format!("{}: {}", bad.file, bad.end);
+                }
+            }
+            a.segments.extend(segs);
         }
         self.update_video_bytes(&mut a);
         self.event("recording_stop", end.clone());
@@ -944,5 +1300,85 @@ impl Worker {
             st.last_error = Some(fault);
             st.ended = Some(summary);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::annexb::{contains_idr, split_access_units};
+
+    /// A live source hands over access units faster than they are written: the ones that do
+    /// not fit are counted, the file skips to the next IDR after each loss, and what it holds
+    /// decodes without a single error.
+    #[test]
+    fn a_full_passthrough_queue_skips_to_the_next_idr() {
+        let clip = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../fixtures/h264/testsrc2-320x180-main.h264"),
+        )
+        .unwrap();
+        let aus: Vec<&[u8]> = split_access_units(&clip).collect();
+        let root = tempfile::tempdir().unwrap();
+        let mut cfg = RecordConfig::new(root.path().to_owned());
+        cfg.passthrough = true;
+        cfg.overlay_video = false;
+        cfg.passthrough_queue = 1;
+        cfg.fsync_every = 0;
+        cfg.prepare().unwrap();
+        let counters = Arc::new(Counters::default());
+        let (rec, threads) = Recorder::spawn(
+            cfg,
+            (320, 180),
+            30.0,
+            Arc::new(Control::default()),
+            Arc::clone(&counters),
+            false,
+            false,
+        )
+        .unwrap();
+        rec.start().unwrap();
+        let laps = 20;
+        let mut k = 0i64;
+        for _ in 0..laps {
+            for au in &aus {
+                let idr = contains_idr(au);
+                if idr {
+                    // each GOP arrives as one burst, after the queue had time to drain
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let t = UnixNanos(1_767_225_600_000_000_000 + k * 33_333_333);
+                rec.video_access_unit(au, t, MonoNanos::now(), idr);
+                k += 1;
+            }
+        }
+        let s = rec.stop().unwrap();
+        let c = s.counts;
+        let offered = (laps * aus.len()) as u64;
+        assert_eq!(c.passthrough_received + c.passthrough_queue_full, offered);
+        assert_eq!(
+            c.passthrough_written + c.passthrough_dropped_before_idr,
+            c.passthrough_received
+        );
+        assert!(c.passthrough_queue_full > 0, "{c:?}");
+        assert!(c.passthrough_written > 0, "{c:?}");
+        assert!(counters.snapshot().record_queue_full >= c.passthrough_queue_full);
+        let video = s.dir.join("scene_passthrough_000.mkv");
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&video)
+            .args(["-f", "framemd5", "-"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "clean decode");
+        let frames = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count() as u64;
+        assert_eq!(frames, c.passthrough_written);
+        let events = std::fs::read_to_string(s.dir.join("events.csv")).unwrap();
+        assert!(events.contains("passthrough_skipped"));
+        let _ = rec.shutdown(threads);
     }
 }

@@ -40,12 +40,20 @@ pub struct Counts {
     pub repeats: u64,
     /// Camera frames offered to the recorder while it recorded.
     pub camera_frames: u64,
-    /// Frames lost because the recorder's queue was full.
+    /// Frames, samples and access units lost because a recorder queue was full.
     pub queue_full: u64,
     /// Frames lost when an encoder died, before its replacement took over.
     pub lost_to_encoder: u64,
     pub encoder_restarts: u64,
     pub fsyncs: u64,
+    /// Passthrough (`--encoder passthrough`): access units of the device's H.264 offered while
+    /// recording, written, dropped before the first IDR (and after losses, until the next IDR),
+    /// and lost because the passthrough queue was full; segment files opened.
+    pub passthrough_received: u64,
+    pub passthrough_written: u64,
+    pub passthrough_dropped_before_idr: u64,
+    pub passthrough_queue_full: u64,
+    pub passthrough_segments: u64,
 }
 
 /// `2026-11-24T21:24:17.123Z`.

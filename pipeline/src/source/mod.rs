@@ -7,6 +7,7 @@ use crate::frame::Frame;
 use crate::packet::FrameMeta;
 use crate::profile::StageProfile;
 use crate::sensors::{GazeSample, ImuSample};
+use crate::time::{MonoNanos, UnixNanos};
 
 pub mod synthetic;
 
@@ -47,6 +48,26 @@ pub trait Source: Send {
     /// held downstream at once, so a pooled source can allocate them all up front instead of
     /// growing mid-stream.
     fn reserve_in_flight(&mut self, _frames: usize) {}
+
+    /// The source has the camera's H.264 in hand (a Neon stream, a fixture replay), so
+    /// `--encoder passthrough` can record it as sent. Checked before streaming.
+    fn delivers_h264(&self) -> bool {
+        false
+    }
+
+    /// Set once, before the first item, when a recorder wants the world video as received: the
+    /// source then calls `sink.access_unit` for every access unit it decodes, in arrival order,
+    /// from the thread that calls `next_item`. Sources without H.264 ignore it.
+    fn set_access_unit_sink(&mut self, _sink: Arc<dyn AccessUnitSink>) {}
+}
+
+/// Takes the world video's H.264 access units as the device sent them (the passthrough
+/// recorder, [`crate::record::Recorder`]). Implementations never block the caller.
+pub trait AccessUnitSink: Send + Sync {
+    /// `au`: one access unit in Annex B form (start codes, in-band SPS/PPS as received; the
+    /// depacketizer's output). `device_time`: its capture time on the device clock.
+    /// `received`: when the host had all of it. `is_idr`: it holds an IDR picture.
+    fn access_unit(&self, au: &[u8], device_time: UnixNanos, received: MonoNanos, is_idr: bool);
 }
 
 #[derive(Debug, thiserror::Error)]

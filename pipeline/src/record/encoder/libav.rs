@@ -33,7 +33,7 @@ pub struct LibavEncoder {
     packets_out: u64,
 }
 
-fn lav(e: ff::Error) -> EncodeError {
+pub(super) fn lav(e: ff::Error) -> EncodeError {
     EncodeError::Libav(e.to_string())
 }
 
@@ -129,7 +129,7 @@ impl LibavEncoder {
 }
 
 /// libav reports I/O failures as errno values: a full disk must be told apart from the rest.
-fn io_or_lav(path: &Path, e: ff::Error) -> EncodeError {
+pub(super) fn io_or_lav(path: &Path, e: ff::Error) -> EncodeError {
     match e {
         ff::Error::Other { errno } if errno == nix::libc::ENOSPC || errno == nix::libc::EDQUOT => {
             EncodeError::DiskFull(path.to_owned())
@@ -140,6 +140,31 @@ fn io_or_lav(path: &Path, e: ff::Error) -> EncodeError {
         },
         e => lav(e),
     }
+}
+
+/// Makes everything muxed so far durable: a null packet makes the Matroska muxer close its open
+/// cluster, avio_flush pushes the bytes to the kernel, fsync puts them on the disk. Shared with
+/// the passthrough remuxer.
+pub(super) fn sync_output(
+    octx: &mut ff::format::context::Output,
+    path: &Path,
+) -> Result<(), EncodeError> {
+    // SAFETY: the context is open (header written) and owned by the caller.
+    unsafe {
+        let ctx = octx.as_mut_ptr();
+        let rc = ff::ffi::av_write_frame(ctx, std::ptr::null_mut());
+        if rc < 0 {
+            return Err(io_or_lav(path, ff::Error::from(rc)));
+        }
+        if !(*ctx).pb.is_null() {
+            ff::ffi::avio_flush((*ctx).pb);
+            let err = (*(*ctx).pb).error;
+            if err < 0 {
+                return Err(io_or_lav(path, ff::Error::from(err)));
+            }
+        }
+    }
+    fsync_path(path)
 }
 
 impl VideoEncoder for LibavEncoder {
@@ -178,24 +203,7 @@ impl VideoEncoder for LibavEncoder {
     }
 
     fn sync(&mut self) -> Result<u64, EncodeError> {
-        // A null packet makes the Matroska muxer close its open cluster; avio_flush pushes the
-        // bytes to the kernel; fsync puts them on the disk.
-        // SAFETY: the context is open (header written) and owned by us.
-        unsafe {
-            let ctx = self.octx.as_mut_ptr();
-            let rc = ff::ffi::av_write_frame(ctx, std::ptr::null_mut());
-            if rc < 0 {
-                return Err(io_or_lav(&self.path, ff::Error::from(rc)));
-            }
-            if !(*ctx).pb.is_null() {
-                ff::ffi::avio_flush((*ctx).pb);
-                let err = (*(*ctx).pb).error;
-                if err < 0 {
-                    return Err(io_or_lav(&self.path, ff::Error::from(err)));
-                }
-            }
-        }
-        fsync_path(&self.path)?;
+        sync_output(&mut self.octx, &self.path)?;
         Ok(self.packets_out)
     }
 

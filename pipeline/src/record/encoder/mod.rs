@@ -1,5 +1,6 @@
 //! Video encoder backends behind one trait (plan 2.4, 4.1): the ffmpeg program as a subprocess
-//! (libx264 or NVENC) and libavcodec in-process; every one writes crash-safe Matroska.
+//! (libx264 or NVENC), libavcodec in-process, and the passthrough remuxer of the device's own
+//! H.264; every one writes crash-safe Matroska.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use crate::frame::{FrameView, PixelFormat};
 
 pub mod ffmpeg;
 pub mod libav;
+pub mod passthrough;
 
 /// `--encoder`: which backend turns recorded frames into H.264.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -21,6 +23,10 @@ pub enum EncoderKind {
     /// libavcodec's libx264 and libavformat's Matroska muxer inside this process (the plan's
     /// PyAV question): no pipe, no second process.
     Libav,
+    /// No encoding: the device's own H.264 access units copied into Matroska at the full
+    /// camera rate (issue 4). Needs a source that delivers H.264; the overlay video is
+    /// recorded too only with `--record-overlay on`, by `--overlay-encoder`.
+    Passthrough,
     /// nvenc where the platform has it, else ffmpeg.
     Auto,
 }
@@ -45,6 +51,7 @@ impl EncoderKind {
             EncoderKind::Ffmpeg => "ffmpeg",
             EncoderKind::Nvenc => "nvenc",
             EncoderKind::Libav => "libav",
+            EncoderKind::Passthrough => "passthrough",
             EncoderKind::Auto => "auto",
         }
     }
@@ -168,6 +175,11 @@ pub fn open(
             path,
         )?)),
         EncoderKind::Libav => Ok(Box::new(libav::LibavEncoder::open(spec, path)?)),
+        EncoderKind::Passthrough => Err(EncodeError::Unavailable(
+            "passthrough copies the device's H.264 and encodes no frames; the overlay video \
+             needs ffmpeg, nvenc or libav"
+                .into(),
+        )),
         EncoderKind::Auto => Err(EncodeError::Unavailable(
             "encoder `auto` must be resolved before opening".into(),
         )),
