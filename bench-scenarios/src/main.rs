@@ -38,9 +38,13 @@ struct RunArgs {
     /// Scenarios to run (repeatable).
     #[arg(long = "scenario", value_enum, default_values_t = [Scenario::Streaming])]
     scenarios: Vec<Scenario>,
-    /// Frame source for every run.
+    /// Frame source for every run: synthetic, fixture:PATH (in-process replay), sim (neon-sim
+    /// on loopback serving --fixture), neon://HOST[:PORT] (a real device) or discover.
     #[arg(long, default_value = "synthetic")]
     source: String,
+    /// The fixture neon-sim serves for `--source sim` and the network-interruption scenario.
+    #[arg(long)]
+    fixture: Option<PathBuf>,
     /// Pixel format of the synthetic source (e.g. gray, to give lazy colour something to do).
     #[arg(long)]
     source_format: Option<String>,
@@ -144,6 +148,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         repeat: args.repeat as usize,
         mode: args.mode,
         source: args.source.clone(),
+        fixture: args.fixture.clone(),
         source_format: args.source_format.clone(),
         flamegraphs: args.flamegraphs == OnOff::On,
     };

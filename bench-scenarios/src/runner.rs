@@ -66,12 +66,153 @@ impl Scenario {
                 f.extend(["--record-cycle".to_owned(), "1s".to_owned()]);
                 Ok(f)
             }
-            Scenario::NetworkInterruption => Err(
-                "scenario 'network-interruption' needs the Neon client and neon-sim, which this build does not have yet"
-                    .into(),
-            ),
+            // Its source is always neon-sim with a connection drop (see `SimSpec`).
+            Scenario::NetworkInterruption => Ok(vec![]),
         }
     }
+}
+
+/// The committed fixture neon-sim serves unless `--fixture` says otherwise.
+pub const DEFAULT_FIXTURE: &str = "fixtures/neon/synthetic-12s.etfx";
+
+/// How a run gets its frames: straight from eyetrack's own `--source`, or from a neon-sim
+/// started for that run (and killed after it).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunSource {
+    Direct(String),
+    Sim {
+        fixture: PathBuf,
+        /// (at, for) seconds of a dropped-connection fault.
+        drop: Option<(f64, f64)>,
+    },
+}
+
+/// Resolves the suite's `--source` for one scenario. `sim` (or `neon-sim`) serves the fixture
+/// on loopback; the network-interruption scenario always uses the simulator, dropping every
+/// connection a third of the way in for min(3 s, a third of the run).
+pub fn run_source(
+    source: &str,
+    fixture: Option<&Path>,
+    scenario: Scenario,
+    duration_s: f64,
+) -> Result<RunSource, String> {
+    let fixture = || {
+        fixture
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_FIXTURE))
+    };
+    if scenario == Scenario::NetworkInterruption {
+        if source.starts_with("neon://") || source == "discover" {
+            return Err(
+                "scenario 'network-interruption' injects faults with neon-sim; it cannot drop a \
+                 real device's connection (use --source sim)"
+                    .into(),
+            );
+        }
+        let third = duration_s / 3.0;
+        return Ok(RunSource::Sim {
+            fixture: fixture(),
+            drop: Some((third, third.min(3.0))),
+        });
+    }
+    match source {
+        "sim" | "neon-sim" => Ok(RunSource::Sim {
+            fixture: fixture(),
+            drop: None,
+        }),
+        s if s == "synthetic"
+            || s.starts_with("fixture:")
+            || s.starts_with("neon://")
+            || s == "discover" =>
+        {
+            Ok(RunSource::Direct(s.to_owned()))
+        }
+        s => Err(format!(
+            "unknown source '{s}' (synthetic, fixture:PATH, sim, neon://HOST[:PORT], discover)"
+        )),
+    }
+}
+
+impl RunSource {
+    /// Live sources are paced by the network, whatever the suite's mode.
+    pub fn is_network(&self) -> bool {
+        match self {
+            RunSource::Sim { .. } => true,
+            RunSource::Direct(s) => s.starts_with("neon://") || s == "discover",
+        }
+    }
+}
+
+/// A neon-sim serving one run; killed when dropped.
+struct SimProcess {
+    child: std::process::Child,
+    http: String,
+}
+
+impl SimProcess {
+    fn start(neon_sim: &Path, fixture: &Path, drop: Option<(f64, f64)>) -> Result<Self, String> {
+        use std::io::BufRead;
+        let mut cmd = Command::new(neon_sim);
+        cmd.arg(fixture)
+            .args([
+                "--http-port",
+                "0",
+                "--rtsp-port",
+                "0",
+                "--time-echo-port",
+                "0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some((at, dur)) = drop {
+            cmd.args([
+                "--drop-at",
+                &format!("{at}s"),
+                "--drop-for",
+                &format!("{dur}s"),
+            ]);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("could not start {}: {e}", neon_sim.display()))?;
+        let stdout = child.stdout.take().ok_or("neon-sim has no stdout")?;
+        let mut line = String::new();
+        let read = std::io::BufReader::new(stdout).read_line(&mut line);
+        let http = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .map(str::to_owned);
+        match (read, http) {
+            (Ok(_), Some(http)) => Ok(SimProcess { child, http }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "neon-sim did not report its ports (got {:?})",
+                    line.trim()
+                ))
+            }
+        }
+    }
+
+    fn source(&self) -> String {
+        format!("neon://{}", self.http)
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `neon-sim` binary next to this one.
+pub fn default_neon_sim() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.with_file_name("neon-sim");
+    candidate.is_file().then_some(candidate)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -92,6 +233,10 @@ pub struct SuiteConfig {
     pub repeat: usize,
     pub mode: Mode,
     pub source: String,
+    /// The fixture neon-sim serves for `--source sim` and the network-interruption scenario
+    /// (default: the committed one).
+    #[serde(default)]
+    pub fixture: Option<PathBuf>,
     /// Pixel format of the synthetic source (`--format`), e.g. gray to exercise lazy colour.
     pub source_format: Option<String>,
     pub flamegraphs: bool,
@@ -196,15 +341,35 @@ pub fn run_suite(
     // (the report keeps the byte and fsync counts), so a long sweep does not fill the disk.
     let rec_root = out.join("recordings");
     let mut scenario_flags = Vec::new();
+    let mut sources = Vec::new();
     for s in &cfg.scenarios {
         scenario_flags.push(s.flags(&rec_root).map_err(RunnerError::Unsupported)?);
+        sources.push(
+            run_source(&cfg.source, cfg.fixture.as_deref(), *s, cfg.duration_s)
+                .map_err(RunnerError::Unsupported)?,
+        );
     }
-    if cfg.source != "synthetic" {
-        return Err(RunnerError::Unsupported(format!(
-            "source '{}' is not available in this build yet (only 'synthetic')",
-            cfg.source
-        )));
-    }
+    let neon_sim = if sources.iter().any(|s| matches!(s, RunSource::Sim { .. })) {
+        let sim = default_neon_sim().ok_or_else(|| {
+            RunnerError::Unsupported(
+                "neon-sim was not found next to bench-scenarios (cargo build --release --bins)"
+                    .into(),
+            )
+        })?;
+        if let Some(f) = sources.iter().find_map(|s| match s {
+            RunSource::Sim { fixture, .. } if !fixture.is_file() => Some(fixture),
+            _ => None,
+        }) {
+            return Err(RunnerError::Unsupported(format!(
+                "fixture {} not found (--fixture; run from the repository root for the \
+                 committed one)",
+                f.display()
+            )));
+        }
+        Some(sim)
+    } else {
+        None
+    };
     for dir in [out.to_path_buf(), out.join("runs"), out.join("flamegraphs")] {
         std::fs::create_dir_all(&dir).map_err(|source| RunnerError::Io {
             path: dir.display().to_string(),
@@ -270,8 +435,27 @@ pub fn run_suite(
                         file_stem(&variant.name)
                     ))
                 });
+                // A simulator per run: every run sees the fault at the same point of its stream.
+                let sim = match (&sources[si], &neon_sim) {
+                    (RunSource::Sim { fixture, drop }, Some(bin)) => {
+                        match SimProcess::start(bin, fixture, *drop) {
+                            Ok(p) => Some(p),
+                            Err(e) => {
+                                slots[si][vi].2.push(format!("repeat {rep}: {e}"));
+                                bar.inc(1);
+                                continue;
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let source = match (&sources[si], &sim) {
+                    (RunSource::Direct(s), _) => s.clone(),
+                    (_, Some(p)) => p.source(),
+                    (_, None) => cfg.source.clone(),
+                };
                 let mut cmd = Command::new(eyetrack);
-                cmd.args(["run", "--quiet", "--source", &cfg.source, "--duration"])
+                cmd.args(["run", "--quiet", "--source", &source, "--duration"])
                     .arg(format!("{}s", cfg.duration_s))
                     .args(&scenario_flags[si])
                     .args(&variant.flags)
@@ -280,10 +464,10 @@ pub fn run_suite(
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped());
-                if cfg.mode == Mode::Offline {
+                if cfg.mode == Mode::Offline && !sources[si].is_network() {
                     cmd.arg("--as-fast-as-possible");
                 }
-                if let Some(f) = &cfg.source_format {
+                if let Some(f) = cfg.source_format.as_ref().filter(|_| source == "synthetic") {
                     cmd.args(["--format", f]);
                 }
                 if let Some(f) = &flame {
@@ -299,6 +483,7 @@ pub fn run_suite(
                     path: eyetrack.display().to_string(),
                     source,
                 })?;
+                drop(sim);
                 if scenario.records() {
                     let _ = std::fs::remove_dir_all(&rec_root);
                 }
@@ -380,4 +565,46 @@ pub fn run_suite(
         config: cfg.clone(),
         scenarios,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_resolve_per_scenario() {
+        let direct = |s: &str| RunSource::Direct(s.to_owned());
+        for s in [
+            "synthetic",
+            "fixture:f.etfx",
+            "neon://10.0.0.2:8080",
+            "discover",
+        ] {
+            assert_eq!(run_source(s, None, Scenario::Streaming, 9.0), Ok(direct(s)));
+        }
+        assert_eq!(
+            run_source(
+                "sim",
+                Some(Path::new("x.etfx")),
+                Scenario::Recording5fps,
+                9.0
+            ),
+            Ok(RunSource::Sim {
+                fixture: "x.etfx".into(),
+                drop: None
+            })
+        );
+        // The interruption scenario brings its own simulator and fault, whatever the source.
+        assert_eq!(
+            run_source("synthetic", None, Scenario::NetworkInterruption, 15.0),
+            Ok(RunSource::Sim {
+                fixture: DEFAULT_FIXTURE.into(),
+                drop: Some((5.0, 3.0))
+            })
+        );
+        assert!(run_source("neon://h", None, Scenario::NetworkInterruption, 15.0).is_err());
+        assert!(run_source("webcam", None, Scenario::Streaming, 15.0).is_err());
+        assert!(RunSource::Direct("neon://h".into()).is_network());
+        assert!(!RunSource::Direct("fixture:f".into()).is_network());
+    }
 }

@@ -254,7 +254,8 @@ fn recording_scenarios_report_bytes_and_fsyncs_and_leave_no_recordings() {
 fn unsupported_scenarios_and_bad_flags_are_one_line() {
     ensure_eyetrack();
     let o = bench()
-        .args(["run", "--scenario", "network-interruption", "--eyetrack"])
+        .args(["run", "--scenario", "network-interruption"])
+        .args(["--source", "neon://192.0.2.1", "--eyetrack"])
         .arg(eyetrack())
         .args(["--out"])
         .arg(tmp("unsupported"))
@@ -263,7 +264,7 @@ fn unsupported_scenarios_and_bad_flags_are_one_line() {
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
-    assert!(e.contains("neon-sim"), "{e}");
+    assert!(e.contains("neon-sim") && e.contains("real device"), "{e}");
     let o = bench()
         .args(["run", "--sweep", "sideways"])
         .output()
