@@ -94,23 +94,37 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn main() -> anyhow::Result<()> {
+    let usage = "usage: measure_decode [repeats] [FIXTURE.etfx]";
     let repeats: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse())
         .transpose()
-        .context("usage: measure_decode [repeats]")?
+        .context(usage)?
         .unwrap_or(3);
-    let path = h264clip::clip(&NEON_SCENE)?;
+    // With a fixture: its world stream exactly as the live client depacketizes it, written out
+    // as Annex B so the ffmpeg CLI floor decodes the same bytes.
+    let (path, made_with, seconds) = match std::env::args().nth(2) {
+        Some(fixture) => {
+            let (annexb, secs) = fixture_world_stream(std::path::Path::new(&fixture))?;
+            let out = std::env::temp_dir().join("eyetrack-measure-decode-fixture.h264");
+            std::fs::write(&out, annexb)?;
+            (out, format!("the world stream of {fixture}"), secs)
+        }
+        None => (
+            h264clip::clip(&NEON_SCENE)?,
+            format!("ffmpeg {}", NEON_SCENE.ffmpeg_args("<out>").join(" ")),
+            f64::from(NEON_SCENE.seconds),
+        ),
+    };
     let clip = path.to_string_lossy().to_string();
     let bytes = std::fs::read(&path)?;
     let aus: Vec<&[u8]> = split_access_units(&bytes).collect();
     let frames = aus.len() as f64;
     println!(
-        "clip: {} ({} access units, {:.2} Mbit/s)\n  made with: ffmpeg {}",
+        "clip: {} ({} access units, {:.2} Mbit/s)\n  made with: {made_with}",
         clip,
         aus.len(),
-        bytes.len() as f64 * 8.0 / f64::from(NEON_SCENE.seconds) / 1e6,
-        NEON_SCENE.ffmpeg_args("<out>").join(" ")
+        bytes.len() as f64 * 8.0 / seconds / 1e6,
     );
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -170,4 +184,38 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The world stream of an `.etfx` fixture, RTP-depacketized by the live client's depacketizer,
+/// as one Annex B byte stream, and its length in seconds (from the 90 kHz RTP timestamps).
+fn fixture_world_stream(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, f64)> {
+    use pipeline::fixture::{FixtureReader, PacketKind};
+    use pipeline::neon::rtp::RtpPacket;
+    use pipeline::neon::Depacketizer;
+    let mut r = FixtureReader::open(path)?;
+    let world = r
+        .header()
+        .stream_index("world")
+        .context("the fixture has no world stream")?;
+    let mut d = Depacketizer::new();
+    let mut out = Vec::new();
+    let (mut first, mut last) = (None, 0u32);
+    while let Some(p) = r.next_packet()? {
+        if p.stream != world || p.kind != PacketKind::Rtp {
+            continue;
+        }
+        let pkt = RtpPacket::parse(p.data)?;
+        first.get_or_insert(pkt.timestamp);
+        last = pkt.timestamp;
+        d.push(&pkt)?;
+        while let Some(au) = d.pull() {
+            out.extend_from_slice(au.data);
+        }
+    }
+    d.flush();
+    while let Some(au) = d.pull() {
+        out.extend_from_slice(au.data);
+    }
+    let ticks = last.wrapping_sub(first.unwrap_or(last));
+    Ok((out, f64::from(ticks) / 90_000.0 + 1.0 / 30.0))
 }
