@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod color;
 pub mod coordinator;
+pub mod decode;
 pub mod dedupe;
 pub mod flamegraph;
 pub mod frame;
