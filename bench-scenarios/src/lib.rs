@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod compare;
 pub mod html;
 pub mod runner;
+pub mod sim;
 pub mod tables;
 pub mod variants;
 

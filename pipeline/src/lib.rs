@@ -6,6 +6,7 @@ pub mod color;
 pub mod coordinator;
 pub mod decode;
 pub mod dedupe;
+pub mod fixture;
 pub mod flamegraph;
 pub mod frame;
 pub mod gaze_match;

@@ -43,6 +43,9 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print this machine's platform capabilities as JSON.
     Platform,
+    /// Recorded RTSP fixtures: inspect, synthesize, import.
+    #[command(subcommand)]
+    Fixture(pipeline::fixture::cli::FixtureCommand),
 }
 
 /// Where frames come from.
@@ -352,6 +355,7 @@ fn main() -> ExitCode {
         Command::Platform => serde_json::to_string_pretty(platform::detect())
             .map(|s| println!("{s}"))
             .map_err(Into::into),
+        Command::Fixture(cmd) => pipeline::fixture::cli::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
