@@ -1,13 +1,16 @@
-//! Sources: where frames and sensor samples come from (the built-in synthetic scene now; fixture
-//! replay and the Neon device later). A source yields items in arrival order.
+//! Sources: where frames and sensor samples come from (the built-in synthetic scene, fixture
+//! replay and the Neon device). A source yields items in arrival order.
 
 use std::sync::Arc;
 
+use crate::coordinator::Control;
 use crate::frame::Frame;
 use crate::packet::FrameMeta;
-use crate::profile::StageProfile;
+use crate::profile::{Counters, StageProfile};
 use crate::sensors::{GazeSample, ImuSample};
+use crate::time::UnixNanos;
 
+pub mod neon;
 pub mod synthetic;
 
 /// One thing a source delivers.
@@ -16,6 +19,13 @@ pub enum SourceItem {
     Frame { frame: Arc<Frame>, meta: FrameMeta },
     Gaze(GazeSample),
     Imu(ImuSample),
+    /// Something for the recording's events.csv: a stream gap, a reconnect, an eye event.
+    /// Rare (a few per second at most), so the detail may be an owned string.
+    Event {
+        kind: &'static str,
+        detail: String,
+        device_time: Option<UnixNanos>,
+    },
 }
 
 /// What a source says about itself, for reports and for sizing buffers downstream.
@@ -47,6 +57,11 @@ pub trait Source: Send {
     /// held downstream at once, so a pooled source can allocate them all up front instead of
     /// growing mid-stream.
     fn reserve_in_flight(&mut self, _frames: usize) {}
+
+    /// The pipeline hands the source its counters (a network source publishes loss, decode
+    /// and reconnect counts there) and its control switches (`disconnected` for the preview),
+    /// before the first item.
+    fn bind(&mut self, _counters: &Arc<Counters>, _control: &Arc<Control>) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,4 +70,9 @@ pub enum SourceError {
     Config(String),
     #[error("source I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Fixture(#[from] crate::fixture::FixtureError),
+    /// The network client cannot reach or use the device.
+    #[error("{0}")]
+    Network(String),
 }
