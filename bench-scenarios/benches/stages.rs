@@ -5,6 +5,10 @@
 //! `instructions.rs` answers "did it get more expensive" without wall-clock noise. Run with
 //! `cargo bench -p bench-scenarios --bench stages`; under `cargo test --benches` each runs once.
 //!
+//! `decode` times one access unit of the Neon-like 1600x1200 Main-profile 5 Mbit/s stream
+//! (encoded by ffmpeg on first use, see `bench_scenarios::h264clip`) per decoder backend,
+//! including the copy into a pooled frame.
+//!
 //! CSV writing and the recording encoders are in `record.rs`.
 
 mod common;
@@ -13,10 +17,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bench_scenarios::h264clip::{self, NEON_SCENE};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pipeline::color;
+use pipeline::decode::{self, annexb::split_access_units, DecoderKind, DecoderOptions};
 use pipeline::dedupe::DuplicateDetector;
-use pipeline::frame::{Frame, PixelFormat};
+use pipeline::frame::{Frame, FramePool, PixelFormat};
 use pipeline::overlay::OverlayMode;
 use pipeline::preview::ResizeFilter;
 
@@ -127,9 +133,45 @@ fn process(c: &mut Criterion) {
     g.finish();
 }
 
+fn decode(c: &mut Criterion) {
+    let path = h264clip::clip(&NEON_SCENE).expect("encoding the bench clip with ffmpeg");
+    let bytes = std::fs::read(&path).expect("reading the bench clip");
+    let aus: Vec<&[u8]> = split_access_units(&bytes).collect();
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Elements(
+        u64::from(NEON_SCENE.width) * u64::from(NEON_SCENE.height),
+    ));
+    let cases = [
+        ("libav", DecoderKind::Libav, 1),
+        ("openh264", DecoderKind::Openh264, 1),
+        ("libav_2_threads", DecoderKind::Libav, 2),
+    ];
+    for (name, kind, threads) in cases {
+        let options = DecoderOptions {
+            threads,
+            low_delay: true,
+        };
+        let mut dec = decode::open::<usize>(kind, &options).expect("decoder opens");
+        let mut pool = FramePool::new(2 + threads);
+        let mut out = Vec::with_capacity(4);
+        // one access unit per iteration, the clip looped (it starts with SPS, PPS and an IDR,
+        // so the loop is a valid stream), as a live stream delivers them
+        let mut next = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                dec.decode(black_box(aus[next]), next, &mut pool, &mut out)
+                    .expect("decode");
+                next = (next + 1) % aus.len();
+                out.clear();
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = stages;
     config = config();
-    targets = resize, overlay, dedupe, colour, process
+    targets = resize, overlay, dedupe, colour, process, decode
 }
 criterion_main!(stages);

@@ -178,7 +178,8 @@ impl Tolerance {
     /// openh264 is not bit-exact on B-pictures (measured on x264 Main with 2 B-frames, with
     /// and without weighted bi-prediction: up to 50 of 86400 bytes off by up to 3 in 3-6 of
     /// the 40 B-pictures; the same differences with the crate's own decode API). I and P
-    /// pictures are exact.
+    /// pictures are exact. Upstream knows of B-slice deblocking that differs from the JM
+    /// reference decoder (cisco/openh264 issue 3269, open).
     const OPENH264_B: Tolerance = Tolerance {
         level: 3,
         bytes: 100,
