@@ -612,7 +612,8 @@ fn preview_stage(
             Err(RecvTimeoutError::Timeout) => {
                 if control.disconnected.load(Ordering::Relaxed) {
                     if let Some(job) = &last {
-                        let r = render(&mut st, job, cfg, scene_width, &mut result.profile, control);
+                        let r =
+                            render(&mut st, job, cfg, scene_width, &mut result.profile, control);
                         if let Ok(frame) = r {
                             latest.set(&frame, &job.meta);
                         }
@@ -623,14 +624,7 @@ fn preview_stage(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let job = last.insert(job);
-        match render(
-            &mut st,
-            job,
-            cfg,
-            scene_width,
-            &mut result.profile,
-            control,
-        ) {
+        match render(&mut st, job, cfg, scene_width, &mut result.profile, control) {
             Ok(frame) => {
                 let now = MonoNanos::now();
                 result

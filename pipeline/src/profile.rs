@@ -253,6 +253,8 @@ pub struct Counters {
     pub net_reconnects: AtomicU64,
     /// Packets dropped between the network thread and the pipeline because it fell behind.
     pub net_channel_drops: AtomicU64,
+    /// Frames decoded with error concealment after a loss, before the next IDR.
+    pub net_concealed_frames: AtomicU64,
 }
 
 impl Counters {
@@ -301,6 +303,7 @@ impl Counters {
             net_max_frame_gap_ns: g(&self.net_max_frame_gap_ns),
             net_reconnects: g(&self.net_reconnects),
             net_channel_drops: g(&self.net_channel_drops),
+            net_concealed_frames: g(&self.net_concealed_frames),
         }
     }
 }
@@ -345,6 +348,7 @@ pub struct CounterSnapshot {
     pub net_max_frame_gap_ns: u64,
     pub net_reconnects: u64,
     pub net_channel_drops: u64,
+    pub net_concealed_frames: u64,
 }
 
 impl CounterSnapshot {

@@ -229,7 +229,7 @@ impl RunReport {
         }
         format!(
             "network: {} RTP packets, {} lost, {} out of order, {} malformed; {} broken access \
-             units, {} skipped waiting for an IDR, {} decode errors; {} unknown gaze, {} unknown \
+             units, {} skipped waiting for an IDR, {} concealed frames, {} decode errors; {} unknown gaze, {} unknown \
              events, {} eye events; {} reconnect(s), longest frame gap {:.0} ms, {} channel drops\n",
             f.net_rtp_packets,
             f.net_rtp_lost,
@@ -237,6 +237,7 @@ impl RunReport {
             f.net_malformed_packets,
             f.net_broken_access_units,
             f.net_skipped_access_units,
+            f.net_concealed_frames,
             f.net_decode_errors,
             f.net_unknown_gaze,
             f.net_unknown_events,

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use pipeline::cli;
 use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline};
+use pipeline::decode::DecoderKind;
 use pipeline::flamegraph::{FlamegraphInfo, Sampler, DEFAULT_FREQUENCY_HZ, MAX_FREQUENCY_HZ};
 use pipeline::overlay::{MarkerShape, OverlayMode, OverlayStyle, Rgb};
 use pipeline::platform;
@@ -22,9 +23,10 @@ use pipeline::record::select::FrameSelection;
 use pipeline::record::{RecordConfig, RecordingSummary};
 use pipeline::report::{ReportInputs, RunReport};
 use pipeline::resources::ResourceMonitor;
-use pipeline::decode::DecoderKind;
 use pipeline::source::neon::live::DEFAULT_HTTP_PORT;
-use pipeline::source::neon::{discover, FixtureConfig, FixtureSource, NeonConfig, NeonSource, RtspTransport};
+use pipeline::source::neon::{
+    discover, FixtureConfig, FixtureSource, LossPolicy, NeonConfig, NeonSource, RtspTransport,
+};
 use pipeline::source::synthetic::{SyntheticConfig, SyntheticFormat, SyntheticSource};
 use pipeline::source::Source;
 use pipeline::toggles::{ColorPath, CopyMode, OnOff, Preset, Toggles};
@@ -58,7 +60,10 @@ enum SourceSpec {
     /// A recorded fixture (.etfx) replayed in-process.
     Fixture(PathBuf),
     /// A Neon Companion's HTTP API.
-    Neon { host: String, port: u16 },
+    Neon {
+        host: String,
+        port: u16,
+    },
     /// Find the Neon over mDNS.
     Discover,
 }
@@ -72,7 +77,9 @@ fn parse_source(s: &str) -> Result<SourceSpec, String> {
     }
     if let Some(path) = s.strip_prefix("fixture:") {
         if path.is_empty() {
-            return Err("fixture: needs a path, e.g. fixture:fixtures/neon/synthetic-12s.etfx".into());
+            return Err(
+                "fixture: needs a path, e.g. fixture:fixtures/neon/synthetic-12s.etfx".into(),
+            );
         }
         return Ok(SourceSpec::Fixture(PathBuf::from(path)));
     }
@@ -165,6 +172,10 @@ struct RunArgs {
     /// Neon and fixture sources: H.264 decoder (libav or openh264).
     #[arg(long, default_value = "libav")]
     decoder: DecoderKind,
+    /// Neon and fixture sources: after packet loss, show concealed pictures until the next
+    /// IDR (conceal) or nothing until it (wait-idr).
+    #[arg(long, value_enum, default_value_t = LossPolicy::Conceal)]
+    loss_policy: LossPolicy,
     /// How much stream to run, e.g. 10s, 2m, 500ms (default: until Ctrl-C).
     #[arg(long, value_parser = cli::parse_duration)]
     duration: Option<Duration>,
@@ -437,6 +448,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 paced,
                 duration: args.duration,
                 decoder: args.decoder,
+                loss: args.loss_policy,
             })
             .with_context(|| format!("fixture {}", path.display()))?,
         ),
@@ -628,6 +640,7 @@ fn neon_source(args: &RunArgs, host: String, port: u16) -> anyhow::Result<NeonSo
     let mut cfg = NeonConfig::new(host, port);
     cfg.transport = args.rtsp_transport;
     cfg.decoder = args.decoder;
+    cfg.loss = args.loss_policy;
     cfg.duration = args.duration;
     Ok(NeonSource::connect(cfg)?)
 }

@@ -16,7 +16,10 @@ pub mod synthetic;
 /// One thing a source delivers.
 #[derive(Debug, Clone)]
 pub enum SourceItem {
-    Frame { frame: Arc<Frame>, meta: FrameMeta },
+    Frame {
+        frame: Arc<Frame>,
+        meta: FrameMeta,
+    },
     Gaze(GazeSample),
     Imu(ImuSample),
     /// Something for the recording's events.csv: a stream gap, a reconnect, an eye event.

@@ -48,6 +48,20 @@ const GAZE_PRE_SR_SAMPLES: usize = 400;
 /// that runs faster than the device's.
 const OFFSET_CREEP_NS_PER_S: u64 = 20_000;
 
+/// What the world stream does after losing packets of a picture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossPolicy {
+    /// Drop the damaged picture, decode the next ones with the decoder's error concealment
+    /// (libavcodec's; counted as concealed) until the next IDR repairs the picture. Frames
+    /// keep flowing under steady loss, as in common RTSP players and the official client.
+    #[default]
+    Conceal,
+    /// Drop everything until the next IDR (at most a second on the Neon): no damaged picture
+    /// is ever shown, but at a few % packet loss almost none is shown at all.
+    WaitIdr,
+}
+
 /// One of the Neon's sensor streams handled here (protocol doc 4.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,7 +93,10 @@ impl Sensor {
 #[derive(Debug, thiserror::Error)]
 pub enum AssembleError {
     #[error("{sensor} stream: bad SDP: {detail}")]
-    Sdp { sensor: &'static str, detail: String },
+    Sdp {
+        sensor: &'static str,
+        detail: String,
+    },
     #[error("{0}")]
     Decoder(#[from] decode::DecodeError),
 }
@@ -164,7 +181,9 @@ impl StreamSetup {
         let nal = RefNal::new(sps, &[], true);
         let sps = SeqParameterSet::from_bits(nal.rbsp_bits()).ok()?;
         let (w, h) = sps.pixel_dimensions().ok()?;
-        let fps = sps.fps().filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
+        let fps = sps
+            .fps()
+            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
         Some((w as usize, h as usize, fps))
     }
 }
@@ -203,6 +222,8 @@ pub struct AssemblerStats {
     pub dropped_before_sr: u64,
     /// Largest interval between consecutive frames' arrival (ns).
     pub max_frame_gap_ns: u64,
+    /// Frames decoded after a loss and before the next IDR ([`LossPolicy::Conceal`]).
+    pub concealed_frames: u64,
 }
 
 /// Packet-level state of one sensor's current session.
@@ -316,6 +337,7 @@ impl Assembler {
     /// the frame pool (what the pipeline may hold at once, plus what waits here).
     pub fn new(
         decoder: DecoderKind,
+        loss: LossPolicy,
         fps: f64,
         frames_in_flight: usize,
     ) -> Result<Self, AssembleError> {
@@ -324,11 +346,15 @@ impl Assembler {
             // The Neon sends no B-frames (protocol doc 10, simulator item 9).
             low_delay: true,
         };
+        let mut depack = Depacketizer::new();
+        depack.set_resync_at_idr(loss == LossPolicy::WaitIdr);
+        let mut decoder = decode::open(decoder, &options)?;
+        decoder.set_conceal(loss == LossPolicy::Conceal);
         Ok(Assembler {
             world: World {
                 rtp: RtpIn::default(),
-                depack: Depacketizer::new(),
-                decoder: decode::open(decoder, &options)?,
+                depack,
+                decoder,
                 stamp: StampQueue::new(ClockRate::VIDEO, WORLD_PRE_SR_FRAMES),
                 decoded: Vec::with_capacity(4),
                 pool: FramePool::new(frames_in_flight + WORLD_PRE_SR_FRAMES + 2),
@@ -390,6 +416,7 @@ impl Assembler {
         s.broken_access_units = d.broken_access_units;
         s.skipped_access_units = d.skipped_waiting_for_idr;
         s.decode_errors = self.decode_errors;
+        s.concealed_frames = self.world.decoder.stats().concealed;
         s.dropped_before_sr = self.world.stamp.stats().overflowed + self.gaze.stats().overflowed;
         s
     }
@@ -416,6 +443,7 @@ impl Assembler {
         set(&c.net_eye_events, s.eye_events);
         set(&c.net_dropped_before_sr, s.dropped_before_sr);
         set(&c.net_max_frame_gap_ns, s.max_frame_gap_ns);
+        set(&c.net_concealed_frames, s.concealed_frames);
     }
 
     /// Feeds one packet of `setup`'s sensor that arrived at `arrival`. A `setup` not seen
@@ -456,7 +484,10 @@ impl Assembler {
                 received: MonoNanos::now(),
             };
             let t = MonoNanos::now();
-            if let Err(e) = w.decoder.decode(au.data, token, &mut w.pool, &mut w.decoded) {
+            if let Err(e) = w
+                .decoder
+                .decode(au.data, token, &mut w.pool, &mut w.decoded)
+            {
                 self.decode_errors += 1;
                 self.last_error = Some(e.to_string());
             }
@@ -575,11 +606,14 @@ impl Assembler {
                 received: arrival,
             };
             let t = MonoNanos::now();
-            let r = w.decoder.decode(au.data, token, &mut w.pool, &mut w.decoded);
+            let r = w
+                .decoder
+                .decode(au.data, token, &mut w.pool, &mut w.decoded);
             let ns = MonoNanos::now().since(t);
             profile.record_ns(Phase::Decode, ns);
             decode_ns += ns;
             if let Err(e) = r {
+                // Not counted again as a broken access unit: that one never reached here.
                 self.decode_errors += 1;
                 self.last_error = Some(e.to_string());
             }
@@ -770,12 +804,18 @@ mod tests {
 
     #[test]
     fn gaze_waits_for_the_first_sr_then_gets_its_time() {
-        let mut a = Assembler::new(DecoderKind::Libav, 30.0, 4).unwrap();
+        let mut a = Assembler::new(DecoderKind::Libav, LossPolicy::Conceal, 30.0, 4).unwrap();
         let s = setup(Sensor::Gaze);
         let mut prof = StageProfile::new(false);
         let t0 = 1_700_000_000_000_000_000;
         let now = MonoNanos(5_000_000_000);
-        a.push(&s, PacketKind::Rtp, &rtp(99, 1, 900, &gaze_payload(1.0, 2.0)), now, &mut prof);
+        a.push(
+            &s,
+            PacketKind::Rtp,
+            &rtp(99, 1, 900, &gaze_payload(1.0, 2.0)),
+            now,
+            &mut prof,
+        );
         assert!(a.pop().is_none(), "no SR yet");
         a.push(&s, PacketKind::Rtcp, &sr(t0, 0), now, &mut prof);
         match a.pop() {
@@ -786,10 +826,28 @@ mod tests {
             other => panic!("expected gaze, got {other:?}"),
         }
         // Unknown length: counted and skipped, stream goes on.
-        a.push(&s, PacketKind::Rtp, &rtp(99, 2, 1800, &[1, 2, 3]), now, &mut prof);
-        a.push(&s, PacketKind::Rtp, &rtp(99, 4, 2700, &gaze_payload(3.0, 4.0)), now, &mut prof);
+        a.push(
+            &s,
+            PacketKind::Rtp,
+            &rtp(99, 2, 1800, &[1, 2, 3]),
+            now,
+            &mut prof,
+        );
+        a.push(
+            &s,
+            PacketKind::Rtp,
+            &rtp(99, 4, 2700, &gaze_payload(3.0, 4.0)),
+            now,
+            &mut prof,
+        );
         // A duplicate is dropped.
-        a.push(&s, PacketKind::Rtp, &rtp(99, 4, 2700, &gaze_payload(3.0, 4.0)), now, &mut prof);
+        a.push(
+            &s,
+            PacketKind::Rtp,
+            &rtp(99, 4, 2700, &gaze_payload(3.0, 4.0)),
+            now,
+            &mut prof,
+        );
         assert!(matches!(a.pop(), Some(SourceItem::Gaze(g)) if g.x == 3.0));
         assert!(a.pop().is_none());
         let st = a.stats();
@@ -801,16 +859,28 @@ mod tests {
 
     #[test]
     fn a_new_session_resets_the_clock_and_keeps_totals() {
-        let mut a = Assembler::new(DecoderKind::Libav, 30.0, 4).unwrap();
+        let mut a = Assembler::new(DecoderKind::Libav, LossPolicy::Conceal, 30.0, 4).unwrap();
         let mut prof = StageProfile::new(false);
         let now = MonoNanos(1);
         let s1 = setup(Sensor::Gaze);
         a.push(&s1, PacketKind::Rtcp, &sr(1_000_000_000, 0), now, &mut prof);
-        a.push(&s1, PacketKind::Rtp, &rtp(99, 10, 0, &gaze_payload(0.0, 0.0)), now, &mut prof);
+        a.push(
+            &s1,
+            PacketKind::Rtp,
+            &rtp(99, 10, 0, &gaze_payload(0.0, 0.0)),
+            now,
+            &mut prof,
+        );
         assert!(a.pop().is_some());
         // Reconnect: same numbers, new session; the old SR must not stamp it.
         let s2 = setup(Sensor::Gaze);
-        a.push(&s2, PacketKind::Rtp, &rtp(99, 10, 0, &gaze_payload(0.0, 0.0)), now, &mut prof);
+        a.push(
+            &s2,
+            PacketKind::Rtp,
+            &rtp(99, 10, 0, &gaze_payload(0.0, 0.0)),
+            now,
+            &mut prof,
+        );
         assert!(a.pop().is_none(), "new session waits for its own SR");
         a.push(&s2, PacketKind::Rtcp, &sr(9_000_000_000, 0), now, &mut prof);
         assert!(matches!(a.pop(), Some(SourceItem::Gaze(g)) if g.time == UnixNanos(9_000_000_000)));
@@ -820,7 +890,7 @@ mod tests {
 
     #[test]
     fn imu_and_events_use_payload_times_and_skip_unknown_types() {
-        let mut a = Assembler::new(DecoderKind::Libav, 30.0, 4).unwrap();
+        let mut a = Assembler::new(DecoderKind::Libav, LossPolicy::Conceal, 30.0, 4).unwrap();
         let mut prof = StageProfile::new(false);
         let now = MonoNanos(1);
         let imu = setup(Sensor::Imu);
@@ -839,9 +909,27 @@ mod tests {
             end_ns: 9,
         }
         .encode(&mut blink);
-        a.push(&ev, PacketKind::Rtp, &rtp(101, 1, 0, &blink), now, &mut prof);
-        a.push(&ev, PacketKind::Rtp, &rtp(101, 2, 0, &99i32.to_be_bytes()), now, &mut prof);
-        a.push(&ev, PacketKind::Rtp, &rtp(101, 3, 0, &5i32.to_be_bytes()), now, &mut prof);
+        a.push(
+            &ev,
+            PacketKind::Rtp,
+            &rtp(101, 1, 0, &blink),
+            now,
+            &mut prof,
+        );
+        a.push(
+            &ev,
+            PacketKind::Rtp,
+            &rtp(101, 2, 0, &99i32.to_be_bytes()),
+            now,
+            &mut prof,
+        );
+        a.push(
+            &ev,
+            PacketKind::Rtp,
+            &rtp(101, 3, 0, &5i32.to_be_bytes()),
+            now,
+            &mut prof,
+        );
         match a.pop() {
             Some(SourceItem::Event {
                 kind, device_time, ..
@@ -851,7 +939,10 @@ mod tests {
             }
             other => panic!("expected blink, got {other:?}"),
         }
-        assert!(a.pop().is_none(), "unknown type and keepalive yield nothing");
+        assert!(
+            a.pop().is_none(),
+            "unknown type and keepalive yield nothing"
+        );
         assert_eq!(a.stats().unknown_events, 1);
         assert_eq!(a.stats().eye_events, 1);
         // Garbage never panics.

@@ -151,7 +151,10 @@ mod tests {
             choose(vec![f("a"), f("b")], None, w),
             Err(DiscoverError::Several { count: 2, .. })
         ));
-        assert_eq!(choose(vec![f("a"), f("b")], Some("b"), w).unwrap().name, "b");
+        assert_eq!(
+            choose(vec![f("a"), f("b")], Some("b"), w).unwrap().name,
+            "b"
+        );
         assert!(matches!(
             choose(vec![f("a")], Some("c"), w),
             Err(DiscoverError::NotFound { .. })

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 
-use super::assemble::{Assembler, Sensor, NOMINAL_FPS};
+use super::assemble::{Assembler, LossPolicy, Sensor, NOMINAL_FPS};
 use super::net::{NetConfig, NetThread};
 use super::{FrameAccounting, RtspTransport};
 use crate::coordinator::Control;
@@ -30,6 +30,8 @@ pub struct NeonConfig {
     pub port: u16,
     pub transport: RtspTransport,
     pub decoder: DecoderKind,
+    /// What the world stream does after packet loss.
+    pub loss: LossPolicy,
     /// Stop after this much stream (device) time from the first frame.
     pub duration: Option<Duration>,
     /// Limit of each HTTP request and RTSP step.
@@ -46,6 +48,7 @@ impl NeonConfig {
             port,
             transport: RtspTransport::Udp,
             decoder: DecoderKind::default(),
+            loss: LossPolicy::default(),
             duration: None,
             request_timeout: Duration::from_secs(3),
             channel_capacity: 2048,
@@ -103,7 +106,7 @@ impl NeonSource {
             .and_then(|f| f.2)
             .or(world.framerate)
             .unwrap_or(NOMINAL_FPS);
-        let assembler = Assembler::new(cfg.decoder, fps, 16)
+        let assembler = Assembler::new(cfg.decoder, cfg.loss, fps, 16)
             .map_err(|e| SourceError::Config(e.to_string()))?;
         let mut src = NeonSource {
             net,
@@ -255,7 +258,9 @@ impl NeonSource {
     /// `--duration` in wall time as a last resort when the device stays away.
     fn past_grace(&self) -> bool {
         match (self.cfg.duration, self.first_frame) {
-            (Some(d), Some((_, m))) => MonoNanos::now().since(m) > (d + DURATION_GRACE).as_nanos() as u64,
+            (Some(d), Some((_, m))) => {
+                MonoNanos::now().since(m) > (d + DURATION_GRACE).as_nanos() as u64
+            }
             _ => false,
         }
     }

@@ -15,7 +15,7 @@ mod net;
 pub mod replay;
 pub mod status;
 
-pub use assemble::{Assembler, AssemblerStats, Sensor, StreamSetup};
+pub use assemble::{Assembler, AssemblerStats, LossPolicy, Sensor, StreamSetup};
 pub use live::{NeonConfig, NeonSource};
 pub use replay::{FixtureConfig, FixtureSource};
 

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::assemble::{Assembler, Sensor, StreamSetup, NOMINAL_FPS};
+use super::assemble::{Assembler, LossPolicy, Sensor, StreamSetup, NOMINAL_FPS};
 use super::FrameAccounting;
 use crate::coordinator::Control;
 use crate::decode::DecoderKind;
@@ -31,6 +31,8 @@ pub struct FixtureConfig {
     /// Stop after this much recorded time (from the first packet).
     pub duration: Option<Duration>,
     pub decoder: DecoderKind,
+    /// What the world stream does after packet loss.
+    pub loss: LossPolicy,
 }
 
 pub struct FixtureSource {
@@ -78,7 +80,7 @@ impl FixtureSource {
             ))
         })?;
         let fps = sps_fps.or(world.framerate).unwrap_or(NOMINAL_FPS);
-        let assembler = Assembler::new(cfg.decoder, fps, 16)
+        let assembler = Assembler::new(cfg.decoder, cfg.loss, fps, 16)
             .map_err(|e| SourceError::Config(e.to_string()))?;
         let info = SourceInfo {
             kind: "fixture".into(),
@@ -123,7 +125,11 @@ impl FixtureSource {
         {
             return Ok(false);
         }
-        let Some(setup) = self.setups.get(usize::from(p.stream)).and_then(Option::as_ref) else {
+        let Some(setup) = self
+            .setups
+            .get(usize::from(p.stream))
+            .and_then(Option::as_ref)
+        else {
             return Ok(true);
         };
         let arrival = if self.cfg.paced {
@@ -137,9 +143,7 @@ impl FixtureSource {
         } else {
             MonoNanos::now()
         };
-        let ns = self
-            .assembler
-            .push(setup, p.kind, p.data, arrival, profile);
+        let ns = self.assembler.push(setup, p.kind, p.data, arrival, profile);
         self.accounting.decoded(ns);
         Ok(true)
     }

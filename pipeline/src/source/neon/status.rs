@@ -86,7 +86,8 @@ pub fn parse(body: &str, fallback_host: &str) -> Result<DeviceStatus, String> {
         .ok_or("no `result` list")?;
     let mut out = DeviceStatus::default();
     for item in items {
-        let (Some(model), Some(data)) = (item.get("model").and_then(Value::as_str), item.get("data"))
+        let (Some(model), Some(data)) =
+            (item.get("model").and_then(Value::as_str), item.get("data"))
         else {
             continue;
         };
