@@ -73,6 +73,8 @@ pub struct Control {
     pub recording: AtomicBool,
     pub paused: AtomicBool,
     pub stop: AtomicBool,
+    /// A network source lost its device and is reconnecting; the preview says so.
+    pub disconnected: AtomicBool,
 }
 
 impl Default for Control {
@@ -82,6 +84,7 @@ impl Default for Control {
             recording: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            disconnected: AtomicBool::new(false),
         }
     }
 }
@@ -235,6 +238,7 @@ impl RunningPipeline {
         let info = source.info();
         source.reserve_in_flight(frames_in_flight(&cfg));
         let counters = Arc::new(Counters::default());
+        source.bind(&counters, &control);
         let latest = Arc::new(LatestPreview::default());
         // Built here so a bad style is an error before any thread starts.
         let overlay = Overlay::new(cfg.toggles.overlay, cfg.overlay_style.clone())?;
@@ -463,6 +467,15 @@ fn acquire_stage(
                     r.imu(s);
                 }
             }
+            SourceItem::Event {
+                kind,
+                detail,
+                device_time,
+            } => {
+                if let Some(r) = &recorder {
+                    r.event(kind, detail, device_time.map(|t| t.0));
+                }
+            }
             SourceItem::Frame { frame, meta } => {
                 Counters::add(&counters.frames_acquired, 1);
                 Counters::add(&counters.wait_ns, meta.wait_ns);
@@ -602,20 +615,28 @@ fn preview_stage(
         fps: FpsMeter::default(),
         scales: 0,
     };
+    // The last job, re-rendered with a "disconnected" HUD while a network source has lost its
+    // device (no new frames would ever repaint the preview otherwise).
+    let mut last: Option<PreviewJob> = None;
     loop {
         let job = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Timeout) => {
+                if control.disconnected.load(Ordering::Relaxed) {
+                    if let Some(job) = &last {
+                        let r =
+                            render(&mut st, job, cfg, scene_width, &mut result.profile, control);
+                        if let Ok(frame) = r {
+                            latest.set(&frame, &job.meta);
+                        }
+                    }
+                }
+                continue;
+            }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        match render(
-            &mut st,
-            &job,
-            cfg,
-            scene_width,
-            &mut result.profile,
-            control,
-        ) {
+        let job = last.insert(job);
+        match render(&mut st, job, cfg, scene_width, &mut result.profile, control) {
             Ok(frame) => {
                 let now = MonoNanos::now();
                 result
@@ -676,7 +697,9 @@ fn render(
         f => f,
     };
     let fps = st.fps.tick(job.meta.received_mono);
-    let state = if control.recording.load(Ordering::Relaxed) {
+    let state = if control.disconnected.load(Ordering::Relaxed) {
+        "disconnected"
+    } else if control.recording.load(Ordering::Relaxed) {
         "recording"
     } else if job.duplicate {
         "streaming (repeat)"

@@ -225,6 +225,36 @@ pub struct Counters {
     pub encoder_restarts: AtomicU64,
     /// Recordings started.
     pub recordings: AtomicU64,
+    /// RTP packets a network or replay source received (all sensors).
+    pub net_rtp_packets: AtomicU64,
+    /// RTP sequence numbers never received (loss; late arrivals give it back).
+    pub net_rtp_lost: AtomicU64,
+    /// Duplicate or late RTP packets (dropped: the depacketizer needs order).
+    pub net_rtp_out_of_order: AtomicU64,
+    /// Packets that are not valid RTP/RTCP/H.264 payloads (skipped).
+    pub net_malformed_packets: AtomicU64,
+    /// World access units dropped because a packet was lost or malformed.
+    pub net_broken_access_units: AtomicU64,
+    /// Complete access units skipped while waiting for an IDR after a loss or at start.
+    pub net_skipped_access_units: AtomicU64,
+    /// Access units the H.264 decoder rejected.
+    pub net_decode_errors: AtomicU64,
+    /// Gaze payloads of an unknown length or without a binocular point (skipped).
+    pub net_unknown_gaze: AtomicU64,
+    /// Eye-event payloads of an unknown type or size (skipped).
+    pub net_unknown_events: AtomicU64,
+    /// Eye events received (fixations, saccades, onsets, blinks).
+    pub net_eye_events: AtomicU64,
+    /// Frames or gaze samples dropped while waiting for their stream's first sender report.
+    pub net_dropped_before_sr: AtomicU64,
+    /// Longest time between two consecutive frames' arrival, ns (an outage shows here).
+    pub net_max_frame_gap_ns: AtomicU64,
+    /// Times the network source re-established its sessions after losing them.
+    pub net_reconnects: AtomicU64,
+    /// Packets dropped between the network thread and the pipeline because it fell behind.
+    pub net_channel_drops: AtomicU64,
+    /// Frames decoded with error concealment after a loss, before the next IDR.
+    pub net_concealed_frames: AtomicU64,
 }
 
 impl Counters {
@@ -259,6 +289,21 @@ impl Counters {
             record_fsyncs: g(&self.record_fsyncs),
             encoder_restarts: g(&self.encoder_restarts),
             recordings: g(&self.recordings),
+            net_rtp_packets: g(&self.net_rtp_packets),
+            net_rtp_lost: g(&self.net_rtp_lost),
+            net_rtp_out_of_order: g(&self.net_rtp_out_of_order),
+            net_malformed_packets: g(&self.net_malformed_packets),
+            net_broken_access_units: g(&self.net_broken_access_units),
+            net_skipped_access_units: g(&self.net_skipped_access_units),
+            net_decode_errors: g(&self.net_decode_errors),
+            net_unknown_gaze: g(&self.net_unknown_gaze),
+            net_unknown_events: g(&self.net_unknown_events),
+            net_eye_events: g(&self.net_eye_events),
+            net_dropped_before_sr: g(&self.net_dropped_before_sr),
+            net_max_frame_gap_ns: g(&self.net_max_frame_gap_ns),
+            net_reconnects: g(&self.net_reconnects),
+            net_channel_drops: g(&self.net_channel_drops),
+            net_concealed_frames: g(&self.net_concealed_frames),
         }
     }
 }
@@ -289,6 +334,21 @@ pub struct CounterSnapshot {
     pub record_fsyncs: u64,
     pub encoder_restarts: u64,
     pub recordings: u64,
+    pub net_rtp_packets: u64,
+    pub net_rtp_lost: u64,
+    pub net_rtp_out_of_order: u64,
+    pub net_malformed_packets: u64,
+    pub net_broken_access_units: u64,
+    pub net_skipped_access_units: u64,
+    pub net_decode_errors: u64,
+    pub net_unknown_gaze: u64,
+    pub net_unknown_events: u64,
+    pub net_eye_events: u64,
+    pub net_dropped_before_sr: u64,
+    pub net_max_frame_gap_ns: u64,
+    pub net_reconnects: u64,
+    pub net_channel_drops: u64,
+    pub net_concealed_frames: u64,
 }
 
 impl CounterSnapshot {

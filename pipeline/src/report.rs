@@ -217,7 +217,35 @@ impl RunReport {
             self.cpu.percent_of_one_core,
             self.stream_seconds,
             self.rss_peak_mb,
-        ) + &self.recording_lines()
+        ) + &self.network_lines()
+            + &self.recording_lines()
+    }
+
+    /// Loss, decode and reconnect counts of a Neon or fixture source (nothing for synthetic).
+    fn network_lines(&self) -> String {
+        let f = &self.frames;
+        if f.net_rtp_packets == 0 && f.net_reconnects == 0 {
+            return String::new();
+        }
+        format!(
+            "network: {} RTP packets, {} lost, {} out of order, {} malformed; {} broken access \
+             units, {} skipped waiting for an IDR, {} concealed frames, {} decode errors; {} unknown gaze, {} unknown \
+             events, {} eye events; {} reconnect(s), longest frame gap {:.0} ms, {} channel drops\n",
+            f.net_rtp_packets,
+            f.net_rtp_lost,
+            f.net_rtp_out_of_order,
+            f.net_malformed_packets,
+            f.net_broken_access_units,
+            f.net_skipped_access_units,
+            f.net_concealed_frames,
+            f.net_decode_errors,
+            f.net_unknown_gaze,
+            f.net_unknown_events,
+            f.net_eye_events,
+            f.net_reconnects,
+            f.net_max_frame_gap_ns as f64 / 1e6,
+            f.net_channel_drops,
+        )
     }
 
     fn recording_lines(&self) -> String {

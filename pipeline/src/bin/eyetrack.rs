@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use pipeline::cli;
 use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline, PASSTHROUGH_NEEDS_H264};
+use pipeline::decode::DecoderKind;
 use pipeline::flamegraph::{FlamegraphInfo, Sampler, DEFAULT_FREQUENCY_HZ, MAX_FREQUENCY_HZ};
 use pipeline::overlay::{MarkerShape, OverlayMode, OverlayStyle, Rgb};
 use pipeline::platform;
@@ -22,6 +23,10 @@ use pipeline::record::select::FrameSelection;
 use pipeline::record::{RecordConfig, RecordingSummary};
 use pipeline::report::{ReportInputs, RunReport};
 use pipeline::resources::ResourceMonitor;
+use pipeline::source::neon::live::DEFAULT_HTTP_PORT;
+use pipeline::source::neon::{
+    discover, FixtureConfig, FixtureSource, LossPolicy, NeonConfig, NeonSource, RtspTransport,
+};
 use pipeline::source::synthetic::{SyntheticConfig, SyntheticFormat, SyntheticSource};
 use pipeline::source::Source;
 use pipeline::toggles::{ColorPath, CopyMode, OnOff, Preset, Toggles};
@@ -52,16 +57,53 @@ enum Command {
 #[derive(Clone, Debug, PartialEq)]
 enum SourceSpec {
     Synthetic,
+    /// A recorded fixture (.etfx) replayed in-process.
+    Fixture(PathBuf),
+    /// A Neon Companion's HTTP API.
+    Neon {
+        host: String,
+        port: u16,
+    },
+    /// Find the Neon over mDNS.
+    Discover,
 }
 
 fn parse_source(s: &str) -> Result<SourceSpec, String> {
-    match s {
-        "synthetic" => Ok(SourceSpec::Synthetic),
-        s if s.starts_with("neon://") || s == "discover" || s.starts_with("fixture:") => Err(
-            format!("source '{s}' is not available in this build yet (only 'synthetic')"),
-        ),
-        _ => Err(format!("unknown source '{s}' (expected 'synthetic')")),
+    if s == "synthetic" {
+        return Ok(SourceSpec::Synthetic);
     }
+    if s == "discover" {
+        return Ok(SourceSpec::Discover);
+    }
+    if let Some(path) = s.strip_prefix("fixture:") {
+        if path.is_empty() {
+            return Err(
+                "fixture: needs a path, e.g. fixture:fixtures/neon/synthetic-12s.etfx".into(),
+            );
+        }
+        return Ok(SourceSpec::Fixture(PathBuf::from(path)));
+    }
+    if let Some(rest) = s.strip_prefix("neon://") {
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => (
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<u16>()
+                    .map_err(|_| format!("bad port in '{s}' (expected neon://HOST[:PORT])"))?,
+            ),
+            _ => (rest, DEFAULT_HTTP_PORT),
+        };
+        if host.is_empty() {
+            return Err(format!("'{s}' names no host (expected neon://HOST[:PORT])"));
+        }
+        return Ok(SourceSpec::Neon {
+            host: host.to_string(),
+            port,
+        });
+    }
+    Err(format!(
+        "unknown source '{s}' (expected synthetic, fixture:PATH, neon://HOST[:PORT] or discover)"
+    ))
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -113,9 +155,27 @@ enum PreviewVisibility {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Frame source: `synthetic` (built in, deterministic).
+    /// Frame source: `synthetic` (built in, deterministic), `fixture:PATH` (a recorded .etfx
+    /// replayed in-process), `neon://HOST[:PORT]` (a Neon Companion; PORT is its HTTP API port,
+    /// default 8080) or `discover` (find the Neon over mDNS).
     #[arg(long, default_value = "synthetic", value_parser = parse_source)]
     source: SourceSpec,
+    /// Neon: RTP transport of the RTSP sessions (the device advertises UDP).
+    #[arg(long, value_enum, default_value_t = RtspTransport::Udp)]
+    rtsp_transport: RtspTransport,
+    /// `--source discover`: the phone to use when several answer (its name or instance name).
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
+    /// `--source discover`: how long to listen for mDNS answers.
+    #[arg(long, value_parser = cli::parse_duration, default_value = "3s")]
+    discover_timeout: Duration,
+    /// Neon and fixture sources: H.264 decoder (libav or openh264).
+    #[arg(long, default_value = "libav")]
+    decoder: DecoderKind,
+    /// Neon and fixture sources: after packet loss, show concealed pictures until the next
+    /// IDR (conceal) or nothing until it (wait-idr).
+    #[arg(long, value_enum, default_value_t = LossPolicy::Conceal)]
+    loss_policy: LossPolicy,
     /// How much stream to run, e.g. 10s, 2m, 500ms (default: until Ctrl-C).
     #[arg(long, value_parser = cli::parse_duration)]
     duration: Option<Duration>,
@@ -393,7 +453,7 @@ fn main() -> ExitCode {
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let toggles = args.toggles();
     let paced = !args.as_fast_as_possible;
-    let source: Box<dyn Source> = match args.source {
+    let source: Box<dyn Source> = match &args.source {
         SourceSpec::Synthetic => Box::new(
             SyntheticSource::new(SyntheticConfig {
                 width: args.resolution.0,
@@ -406,6 +466,28 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             })
             .context("synthetic source")?,
         ),
+        SourceSpec::Fixture(path) => Box::new(
+            FixtureSource::open(FixtureConfig {
+                path: path.clone(),
+                paced,
+                duration: args.duration,
+                decoder: args.decoder,
+                loss: args.loss_policy,
+            })
+            .with_context(|| format!("fixture {}", path.display()))?,
+        ),
+        SourceSpec::Neon { host, port } => Box::new(neon_source(&args, host.clone(), *port)?),
+        SourceSpec::Discover => {
+            let found = discover::browse(args.discover_timeout)?;
+            let dev = discover::choose(found, args.device.as_deref(), args.discover_timeout)?;
+            if !args.quiet {
+                eprintln!(
+                    "eyetrack: found {:?} at {}:{}",
+                    dev.name, dev.host, dev.port
+                );
+            }
+            Box::new(neon_source(&args, dev.host, dev.port)?)
+        }
     };
     if let Some(path) = &args.report {
         check_writable(path, "report")?;
@@ -572,6 +654,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("the run ended early: {e}");
     }
     Ok(())
+}
+
+fn neon_source(args: &RunArgs, host: String, port: u16) -> anyhow::Result<NeonSource> {
+    anyhow::ensure!(
+        !args.as_fast_as_possible,
+        "--as-fast-as-possible applies to replayed sources, not to a live device"
+    );
+    let mut cfg = NeonConfig::new(host, port);
+    cfg.transport = args.rtsp_transport;
+    cfg.decoder = args.decoder;
+    cfg.loss = args.loss_policy;
+    cfg.duration = args.duration;
+    Ok(NeonSource::connect(cfg)?)
 }
 
 /// Writes a frame as binary PPM (RGB), converting from whatever the preview holds.

@@ -169,7 +169,9 @@ impl<T: Copy + Send> LibavDecoder<T> {
         let Some(Taken { seq, token, len }) = self.tracker.take(pts)? else {
             return Ok(());
         };
-        if f.decode_error_flags != 0 || f.flags & ffi::AV_FRAME_FLAG_CORRUPT != 0 {
+        if (f.decode_error_flags != 0 || f.flags & ffi::AV_FRAME_FLAG_CORRUPT != 0)
+            && !self.tracker.conceals()
+        {
             let cause = Cause::LibavFlagged {
                 decode_error_flags: f.decode_error_flags,
             };
@@ -266,6 +268,10 @@ impl<T: Copy + Send> Decoder<T> for LibavDecoder<T> {
 
     fn mark_loss(&mut self) {
         self.tracker.mark_loss();
+    }
+
+    fn set_conceal(&mut self, on: bool) {
+        self.tracker.set_conceal(on);
     }
 
     fn stats(&self) -> DecodeStats {

@@ -121,6 +121,9 @@ pub struct DecodeStats {
     pub hidden: u64,
     /// Times the caller reported lost data ([`Decoder::mark_loss`]).
     pub losses: u64,
+    /// Pictures handed out although a reference was missing or the backend flagged them as
+    /// error-concealed, because the caller chose [`Decoder::set_conceal`].
+    pub concealed: u64,
 }
 
 /// An H.264 decoder fed one access unit at a time.
@@ -158,6 +161,14 @@ pub trait Decoder<T>: Send {
     /// pictures are held back until the next IDR. Needed because a missing non-IDR picture is
     /// not always detectable in the bitstream (libavcodec conceals a `frame_num` gap silently).
     fn mark_loss(&mut self);
+
+    /// Live streams with steady packet loss (a second-long GOP, a few % loss) would show no
+    /// picture at all if every loss waited for the next IDR. With `on`, a missing reference
+    /// (a `frame_num` gap, [`Decoder::mark_loss`]) and pictures libavcodec flags as
+    /// error-concealed are handed out and counted as `concealed` instead of returning an error
+    /// and waiting for an IDR. Errors the backend cannot decode past still do. openh264 reports
+    /// lost references as errors of its own, so with it this changes little.
+    fn set_conceal(&mut self, on: bool);
 
     fn stats(&self) -> DecodeStats;
 }
@@ -280,6 +291,10 @@ pub(crate) struct Tracker<T> {
     stats: DecodeStats,
     stream: stream::StreamState,
     b_slices_seen: bool,
+    /// [`Decoder::set_conceal`].
+    conceal: bool,
+    /// A reference went missing since the last IDR: pictures until then count as concealed.
+    damaged: bool,
 }
 
 /// An access unit registered with [`Tracker::submit`].
@@ -303,7 +318,21 @@ impl<T: Copy> Tracker<T> {
             stats: DecodeStats::default(),
             stream: stream::StreamState::default(),
             b_slices_seen: false,
+            conceal: false,
+            damaged: false,
         }
+    }
+
+    pub(crate) fn set_conceal(&mut self, on: bool) {
+        self.conceal = on;
+    }
+
+    /// Whether a picture libavcodec flagged as damaged is handed out (and counted) anyway.
+    pub(crate) fn conceals(&mut self) -> bool {
+        if self.conceal {
+            self.damaged = true;
+        }
+        self.conceal
     }
 
     pub(crate) fn stats(&self) -> DecodeStats {
@@ -323,9 +352,17 @@ impl<T: Copy> Tracker<T> {
             self.awaiting_idr = false;
             self.show_from = seq;
         }
-        let error = facts.gap.and_then(|(expected, found)| {
-            self.corrupt(seq, Cause::FrameNumGap { expected, found })
-        });
+        if facts.idr {
+            self.damaged = false;
+        }
+        let error = match facts.gap {
+            Some(_) if self.conceal => {
+                self.damaged = true;
+                None
+            }
+            Some((expected, found)) => self.corrupt(seq, Cause::FrameNumGap { expected, found }),
+            None => None,
+        };
         Submitted {
             seq,
             error,
@@ -346,7 +383,11 @@ impl<T: Copy> Tracker<T> {
 
     pub(crate) fn mark_loss(&mut self) {
         self.stats.losses += 1;
-        self.restart();
+        if self.conceal {
+            self.damaged = true;
+        } else {
+            self.restart();
+        }
     }
 
     /// The backend failed on access unit `seq`. Returns the error to hand to the caller, or
@@ -416,6 +457,9 @@ impl<T: Copy> Tracker<T> {
         );
         let Ok(frame) = frame;
         self.stats.frames += 1;
+        if self.damaged {
+            self.stats.concealed += 1;
+        }
         out.push(Decoded { frame, token });
     }
 }

@@ -241,6 +241,10 @@ impl<T: Copy + Send> Decoder<T> for Openh264Decoder<T> {
         self.tracker.mark_loss();
     }
 
+    fn set_conceal(&mut self, on: bool) {
+        self.tracker.set_conceal(on);
+    }
+
     fn stats(&self) -> DecodeStats {
         self.tracker.stats()
     }

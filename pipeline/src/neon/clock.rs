@@ -223,6 +223,15 @@ impl SrClock {
         true
     }
 
+    /// Device time of a wire (32-bit) timestamp within half the RTP range of the latest SR,
+    /// without touching the unwrap state: for callers that see a timestamp again (an access
+    /// unit after its packets).
+    pub fn time_of_wire(&self, rtp_timestamp: u32) -> Option<UnixNanos> {
+        let a = self.anchor?;
+        let delta = i64::from(rtp_timestamp.wrapping_sub(a.rtp as u32) as i32);
+        Some(a.unix.add_ns(self.clock.ticks_to_ns(delta)))
+    }
+
     /// Device time of an (already unwrapped) timestamp under the latest SR.
     pub fn time_of(&self, rtp: RtpTimestamp) -> Option<UnixNanos> {
         let a = self.anchor?;

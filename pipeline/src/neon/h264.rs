@@ -118,6 +118,9 @@ pub struct Depacketizer {
     fu: Option<(u8, usize)>,
     last_seq: Option<u16>,
     waiting_for_idr: bool,
+    /// After a broken access unit, wait for the next IDR (default) or go on with the next
+    /// complete access unit ([`Depacketizer::set_resync_at_idr`]).
+    resync_at_idr: bool,
     ready: VecDeque<ReadyAu>,
     spare: Vec<Vec<u8>>,
     out: Option<ReadyAu>,
@@ -145,6 +148,7 @@ impl Depacketizer {
             fu: None,
             last_seq: None,
             waiting_for_idr: true,
+            resync_at_idr: true,
             ready: VecDeque::with_capacity(4),
             spare: Vec::with_capacity(4),
             out: None,
@@ -163,6 +167,14 @@ impl Depacketizer {
                 _ => {}
             }
         }
+    }
+
+    /// With `false`, output goes on at the next complete access unit after one was dropped for
+    /// loss, for a decoder that conceals the missing reference (a live preview under steady
+    /// loss); with `true` (the default) it resumes at the next IDR. The stream still starts at
+    /// an IDR either way.
+    pub fn set_resync_at_idr(&mut self, on: bool) {
+        self.resync_at_idr = on;
     }
 
     /// The stored (latest) SPS and PPS, if any.
@@ -280,7 +292,9 @@ impl Depacketizer {
         }
         if self.cur_broken {
             self.stats.broken_access_units += 1;
-            self.waiting_for_idr = true;
+            if self.resync_at_idr {
+                self.waiting_for_idr = true;
+            }
             return;
         }
         if self.cur.is_empty() {
@@ -863,6 +877,43 @@ mod tests {
         assert_eq!(s.sequence_gaps, 1);
         assert_eq!(s.broken_access_units, 1);
         assert_eq!(s.skipped_waiting_for_idr, 2);
+    }
+
+    #[test]
+    fn without_idr_resync_the_next_complete_access_unit_comes_out() {
+        let mut pk = RtpPacketizer::new(100, 96, 7, 1);
+        let big_idr: Vec<u8> = std::iter::once(0x65)
+            .chain((0..500).map(|i| (i % 200 + 10) as u8))
+            .collect();
+        let big_p: Vec<u8> = std::iter::once(0x41)
+            .chain((0..300).map(|i| (i % 200 + 10) as u8))
+            .collect();
+        let aus = [
+            annex_b(&[SPS, PPS, &big_idr]),
+            annex_b(&[&big_p]),
+            annex_b(&[P]),
+            annex_b(&[P, P]),
+        ];
+        let mut packets = Vec::new();
+        let mut counts = Vec::new();
+        for (i, au) in aus.iter().enumerate() {
+            counts.push(pk.packetize(au, i as u32 * 3000, |p| packets.push(p.to_vec())));
+        }
+        assert!(counts[1] >= 3, "AU 1 is fragmented");
+        // Drop the second fragment of AU 1.
+        packets.remove(counts[0] + 1);
+        let mut d = Depacketizer::new();
+        d.set_resync_at_idr(false);
+        let out = feed(&mut d, &packets);
+        let stamps: Vec<u32> = out.iter().map(|o| o.0).collect();
+        assert_eq!(
+            stamps,
+            vec![0, 6000, 9000],
+            "AU 1 dropped, AU 2 and 3 go on"
+        );
+        assert_eq!(out[1].2, aus[2]);
+        assert_eq!(d.stats().broken_access_units, 1);
+        assert_eq!(d.stats().skipped_waiting_for_idr, 0);
     }
 
     #[test]

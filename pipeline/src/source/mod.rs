@@ -1,22 +1,34 @@
-//! Sources: where frames and sensor samples come from (the built-in synthetic scene now; fixture
-//! replay and the Neon device later). A source yields items in arrival order.
+//! Sources: where frames and sensor samples come from (the built-in synthetic scene, fixture
+//! replay and the Neon device). A source yields items in arrival order.
 
 use std::sync::Arc;
 
+use crate::coordinator::Control;
 use crate::frame::Frame;
 use crate::packet::FrameMeta;
-use crate::profile::StageProfile;
+use crate::profile::{Counters, StageProfile};
 use crate::sensors::{GazeSample, ImuSample};
 use crate::time::{MonoNanos, UnixNanos};
 
+pub mod neon;
 pub mod synthetic;
 
 /// One thing a source delivers.
 #[derive(Debug, Clone)]
 pub enum SourceItem {
-    Frame { frame: Arc<Frame>, meta: FrameMeta },
+    Frame {
+        frame: Arc<Frame>,
+        meta: FrameMeta,
+    },
     Gaze(GazeSample),
     Imu(ImuSample),
+    /// Something for the recording's events.csv: a stream gap, a reconnect, an eye event.
+    /// Rare (a few per second at most), so the detail may be an owned string.
+    Event {
+        kind: &'static str,
+        detail: String,
+        device_time: Option<UnixNanos>,
+    },
 }
 
 /// What a source says about itself, for reports and for sizing buffers downstream.
@@ -59,6 +71,11 @@ pub trait Source: Send {
     /// source then calls `sink.access_unit` for every access unit it decodes, in arrival order,
     /// from the thread that calls `next_item`. Sources without H.264 ignore it.
     fn set_access_unit_sink(&mut self, _sink: Arc<dyn AccessUnitSink>) {}
+
+    /// The pipeline hands the source its counters (a network source publishes loss, decode
+    /// and reconnect counts there) and its control switches (`disconnected` for the preview),
+    /// before the first item.
+    fn bind(&mut self, _counters: &Arc<Counters>, _control: &Arc<Control>) {}
 }
 
 /// Takes the world video's H.264 access units as the device sent them (the passthrough
@@ -76,4 +93,9 @@ pub enum SourceError {
     Config(String),
     #[error("source I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Fixture(#[from] crate::fixture::FixtureError),
+    /// The network client cannot reach or use the device.
+    #[error("{0}")]
+    Network(String),
 }

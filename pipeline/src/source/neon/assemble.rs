@@ -1,0 +1,981 @@
+//! Stream assembly shared by the live Neon client and the in-process fixture replay: raw RTP and
+//! RTCP packets of each sensor in, [`SourceItem`]s (decoded frames, gaze, IMU, eye events) out.
+//!
+//! The chain per sensor is the wire layer's (protocol doc sections 5-6, checklist 10 "Rust
+//! client"): [`SeqUnwrapper`] counts loss and drops duplicates and late packets, the world stream
+//! goes through the H.264 [`Depacketizer`] (loss drops the access unit and resumes at the next
+//! IDR) into a [`Decoder`] that fills pooled I420 frames, and gaze and frames wait in a
+//! [`StampQueue`] until their stream's first sender report gives them a device time. IMU and eye
+//! events carry their own times. Nothing here knows about sockets or files, so the replay runs
+//! exactly the code the live client runs.
+//!
+//! No reorder buffer: retina's UDP transport already drops out-of-order packets before we see
+//! them, TCP cannot reorder, and a fixture replays the recorded arrival order; the unwrapper
+//! still counts (and drops) whatever arrives late.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::decode::{self, Decoded, Decoder, DecoderKind, DecoderOptions};
+use crate::fixture::PacketKind;
+use crate::frame::{FramePool, PixelFormat};
+use crate::neon::clock::{ClockRate, StampQueue};
+use crate::neon::events::EyeEvent;
+use crate::neon::gaze::NeonGaze;
+use crate::neon::h264::{Depacketizer, H264Error};
+use crate::neon::imu::ImuPacket;
+use crate::neon::rtcp::{self, RtcpPacket};
+use crate::neon::rtp::{RtpPacket, SeqEvent, SeqStats, SeqUnwrapper};
+use crate::neon::sdp::{self, MediaDescription};
+use crate::packet::FrameMeta;
+use crate::profile::{Counters, Phase, StageProfile};
+use crate::source::{AccessUnitSink, SourceItem};
+use crate::time::{MonoNanos, UnixNanos};
+
+/// The Neon's nominal scene-camera rate (protocol doc 4.1), used when neither the SPS (VUI
+/// timing) nor the SDP (`a=framerate`) states one.
+pub const NOMINAL_FPS: f64 = 30.0;
+
+/// Decoded frames that may wait for the world stream's first sender report. The phone sends an
+/// SR about every second and the simulator one before the first packet, so this is rarely
+/// used; when it overflows the oldest frames go (counted), they are stale anyway.
+const WORLD_PRE_SR_FRAMES: usize = 8;
+/// Gaze samples that may wait for the gaze stream's first SR: two seconds at 200 Hz.
+const GAZE_PRE_SR_SAMPLES: usize = 400;
+/// How fast the host-clock offset may drift upwards, in ns per second of host time (20 ppm,
+/// above the drift of ordinary crystal oscillators), so a min filter can follow a host clock
+/// that runs faster than the device's.
+const OFFSET_CREEP_NS_PER_S: u64 = 20_000;
+
+/// What the world stream does after losing packets of a picture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossPolicy {
+    /// Drop the damaged picture, decode the next ones with the decoder's error concealment
+    /// (libavcodec's; counted as concealed) until the next IDR repairs the picture. Frames
+    /// keep flowing under steady loss, as in common RTSP players and the official client.
+    #[default]
+    Conceal,
+    /// Drop everything until the next IDR (at most a second on the Neon): no damaged picture
+    /// is ever shown, but at a few % packet loss almost none is shown at all.
+    WaitIdr,
+}
+
+/// One of the Neon's sensor streams handled here (protocol doc 4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sensor {
+    World,
+    Gaze,
+    Imu,
+    EyeEvents,
+}
+
+impl Sensor {
+    pub const ALL: [Sensor; 4] = [Sensor::World, Sensor::Gaze, Sensor::Imu, Sensor::EyeEvents];
+
+    /// The name in `/api/status` and in fixtures.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sensor::World => "world",
+            Sensor::Gaze => "gaze",
+            Sensor::Imu => "imu",
+            Sensor::EyeEvents => "eye_events",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Sensor> {
+        Sensor::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error("{sensor} stream: bad SDP: {detail}")]
+    Sdp {
+        sensor: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    Decoder(#[from] decode::DecodeError),
+}
+
+/// What one RTSP session (or fixture stream) of a sensor says about its packets: the SDP facts
+/// the assembler needs. A new value (a reconnect's re-DESCRIBE) resets that sensor's state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamSetup {
+    pub sensor: Sensor,
+    /// Payload type from the SDP; world packets of another type are dropped (doc 5).
+    pub payload_type: Option<u8>,
+    pub clock: ClockRate,
+    /// SPS and PPS from `sprop-parameter-sets` (world only).
+    pub parameter_sets: Vec<Vec<u8>>,
+    /// `a=framerate`, if the SDP has one.
+    pub framerate: Option<f64>,
+}
+
+impl StreamSetup {
+    /// Reads the first media of the SDP (the device serves one sensor per URL).
+    pub fn from_sdp(sensor: Sensor, sdp_text: &[u8]) -> Result<Self, AssembleError> {
+        let bad = |detail: String| AssembleError::Sdp {
+            sensor: sensor.name(),
+            detail,
+        };
+        let desc = sdp::parse(sdp_text).map_err(|e| bad(e.to_string()))?;
+        let media = match sensor {
+            Sensor::World => desc.first_of_type("video"),
+            _ => desc.medias.first(),
+        }
+        .ok_or_else(|| bad("no usable media section".into()))?;
+        Self::from_media(sensor, media, sdp_text)
+    }
+
+    fn from_media(
+        sensor: Sensor,
+        media: &MediaDescription,
+        sdp_text: &[u8],
+    ) -> Result<Self, AssembleError> {
+        let bad = |detail: String| AssembleError::Sdp {
+            sensor: sensor.name(),
+            detail,
+        };
+        if sensor == Sensor::World && !media.is_encoding("H264") {
+            return Err(bad(format!(
+                "video encoding {:?} is not H264",
+                media.encoding_name
+            )));
+        }
+        let clock = media
+            .clock_rate
+            .and_then(ClockRate::new)
+            .ok_or_else(|| bad("no clock rate in a=rtpmap".into()))?;
+        if let Some(e) = &media.sprop_error {
+            return Err(bad(e.clone()));
+        }
+        // sdp-types keeps attributes but MediaDescription does not carry a=framerate; it is
+        // one line, read here.
+        let framerate = std::str::from_utf8(sdp_text).ok().and_then(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().strip_prefix("a=framerate:"))
+                .find_map(|v| v.trim().parse::<f64>().ok())
+                .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0)
+        });
+        Ok(StreamSetup {
+            sensor,
+            payload_type: media.payload_type,
+            clock,
+            parameter_sets: media.sprop_parameter_sets.clone(),
+            framerate,
+        })
+    }
+
+    /// Picture size and frame rate from the SPS in `sprop-parameter-sets`, if there is one.
+    pub fn video_format(&self) -> Option<(usize, usize, Option<f64>)> {
+        use h264_reader::nal::sps::SeqParameterSet;
+        use h264_reader::nal::{Nal, RefNal};
+        let sps = self
+            .parameter_sets
+            .iter()
+            .find(|n| n.first().is_some_and(|h| h & 0x1f == 7))?;
+        let nal = RefNal::new(sps, &[], true);
+        let sps = SeqParameterSet::from_bits(nal.rbsp_bits()).ok()?;
+        let (w, h) = sps.pixel_dimensions().ok()?;
+        let fps = sps
+            .fps()
+            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
+        Some((w as usize, h as usize, fps))
+    }
+}
+
+/// What the world decoder carries from an access unit to its picture.
+#[derive(Clone, Copy, Debug)]
+struct FrameToken {
+    rtp_timestamp: u32,
+    ssrc: u32,
+    /// Arrival of the packet that completed the access unit.
+    received: MonoNanos,
+}
+
+/// Running totals across reconnects, published into [`Counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AssemblerStats {
+    pub rtp_packets: u64,
+    /// Sequence numbers never received (RTP loss; late arrivals give it back).
+    pub rtp_lost: u64,
+    /// Duplicates and packets that came after later ones (dropped).
+    pub rtp_out_of_order: u64,
+    /// Datagrams that are not RTP/RTCP, and world packets the depacketizer rejected.
+    pub malformed_packets: u64,
+    /// Access units dropped because of loss or a malformed packet.
+    pub broken_access_units: u64,
+    /// Complete access units skipped while waiting for an IDR (after a loss or at start).
+    pub skipped_access_units: u64,
+    pub decode_errors: u64,
+    /// Gaze payloads of an unknown length, or without a binocular point (skipped).
+    pub unknown_gaze: u64,
+    /// Eye-event payloads of an unknown type or size (skipped).
+    pub unknown_events: u64,
+    /// Eye events forwarded (fixations, saccades, onsets, blinks; keepalives not counted).
+    pub eye_events: u64,
+    /// Frames or gaze samples dropped because their stream's first SR was too late.
+    pub dropped_before_sr: u64,
+    /// Largest interval between consecutive frames' arrival (ns).
+    pub max_frame_gap_ns: u64,
+    /// Frames decoded after a loss and before the next IDR ([`LossPolicy::Conceal`]).
+    pub concealed_frames: u64,
+}
+
+/// Packet-level state of one sensor's current session.
+#[derive(Debug, Default)]
+struct RtpIn {
+    setup: Option<Arc<StreamSetup>>,
+    seq: SeqUnwrapper,
+    /// Totals of earlier sessions (the unwrapper restarts at each reset).
+    carried: SeqStats,
+}
+
+impl RtpIn {
+    fn stats(&self) -> SeqStats {
+        let s = self.seq.stats();
+        let c = self.carried;
+        SeqStats {
+            received: c.received + s.received,
+            lost: c.lost + s.lost,
+            duplicates: c.duplicates + s.duplicates,
+            reordered: c.reordered + s.reordered,
+            too_old: c.too_old + s.too_old,
+        }
+    }
+
+    fn reset(&mut self, setup: &Arc<StreamSetup>) {
+        self.carried = self.stats();
+        self.seq.reset();
+        self.setup = Some(Arc::clone(setup));
+    }
+
+    /// Whether `setup` differs from the session's (by identity first: the same `Arc` is the
+    /// same session, so the per-packet check is a pointer compare).
+    fn is_new(&self, setup: &Arc<StreamSetup>) -> bool {
+        match &self.setup {
+            Some(s) => !Arc::ptr_eq(s, setup),
+            None => true,
+        }
+    }
+
+    /// Accepts the packet unless it is a duplicate or late (the depacketizer needs order).
+    fn accept(&mut self, seq: u16) -> bool {
+        !matches!(
+            self.seq.push(seq).1,
+            SeqEvent::Duplicate | SeqEvent::Reordered | SeqEvent::TooOld
+        )
+    }
+}
+
+/// Device Unix time to host monotonic time. Every sender report carries the device's clock at
+/// sending (RFC 3550 6.4.1), so `arrival - sr_time` is the clock offset plus one network delay;
+/// the minimum over reports is the offset plus the smallest delay (about zero on a LAN or
+/// loopback). A frame's `capture_mono` is then its device time plus the offset, and the
+/// report's end-to-end latency runs from capture, not from arrival.
+#[derive(Debug, Default, Clone, Copy)]
+struct HostClock {
+    /// host_mono_ns - device_unix_ns.
+    offset: Option<i128>,
+    last: Option<MonoNanos>,
+}
+
+impl HostClock {
+    fn observe(&mut self, arrival: MonoNanos, device: UnixNanos) {
+        let o = i128::from(arrival.0) - i128::from(device.0);
+        let creep = self.last.map_or(0, |l| {
+            i128::from(arrival.since(l)) * i128::from(OFFSET_CREEP_NS_PER_S) / 1_000_000_000
+        });
+        self.last = Some(arrival);
+        self.offset = Some(self.offset.map_or(o, |prev| (prev + creep).min(o)));
+    }
+
+    fn to_mono(self, device: UnixNanos) -> Option<MonoNanos> {
+        let t = i128::from(device.0) + self.offset?;
+        u64::try_from(t).ok().map(MonoNanos)
+    }
+}
+
+struct World {
+    rtp: RtpIn,
+    depack: Depacketizer,
+    decoder: Box<dyn Decoder<FrameToken>>,
+    stamp: StampQueue<Decoded<FrameToken>>,
+    decoded: Vec<Decoded<FrameToken>>,
+    pool: FramePool,
+    /// SSRC of the latest packet (the token of an access unit flushed at the end).
+    ssrc: u32,
+    /// Device time of the first frame ever (camera index 0), kept across reconnects.
+    first_time: Option<UnixNanos>,
+    last_index: Option<u64>,
+    last_received: Option<MonoNanos>,
+}
+
+/// Raw packets of all sensors in, pipeline items out. See the module doc.
+pub struct Assembler {
+    world: World,
+    gaze_rtp: RtpIn,
+    gaze: StampQueue<NeonGaze>,
+    imu_rtp: RtpIn,
+    events_rtp: RtpIn,
+    host: HostClock,
+    fps: f64,
+    out: VecDeque<SourceItem>,
+    stats: AssemblerStats,
+    /// Non-world malformed packets (RTP/RTCP parse errors); the depacketizer counts the rest.
+    malformed: u64,
+    decode_errors: u64,
+    last_error: Option<String>,
+    /// The passthrough recorder, given every world access unit as received (once the stream's
+    /// clock is anchored by an SR; earlier units have no device time and are not passed on).
+    sink: Option<Arc<dyn AccessUnitSink>>,
+}
+
+impl Assembler {
+    /// Hands every depacketized world access unit to `sink` before it is decoded.
+    pub fn set_sink(&mut self, sink: Arc<dyn AccessUnitSink>) {
+        self.sink = Some(sink);
+    }
+
+    /// `fps` numbers the frames (`camera_index` from device time); `frames_in_flight` sizes
+    /// the frame pool (what the pipeline may hold at once, plus what waits here).
+    pub fn new(
+        decoder: DecoderKind,
+        loss: LossPolicy,
+        fps: f64,
+        frames_in_flight: usize,
+    ) -> Result<Self, AssembleError> {
+        let options = DecoderOptions {
+            threads: 1,
+            // The Neon sends no B-frames (protocol doc 10, simulator item 9).
+            low_delay: true,
+        };
+        let mut depack = Depacketizer::new();
+        depack.set_resync_at_idr(loss == LossPolicy::WaitIdr);
+        let mut decoder = decode::open(decoder, &options)?;
+        decoder.set_conceal(loss == LossPolicy::Conceal);
+        Ok(Assembler {
+            world: World {
+                rtp: RtpIn::default(),
+                depack,
+                decoder,
+                stamp: StampQueue::new(ClockRate::VIDEO, WORLD_PRE_SR_FRAMES),
+                decoded: Vec::with_capacity(4),
+                pool: FramePool::new(frames_in_flight + WORLD_PRE_SR_FRAMES + 2),
+                ssrc: 0,
+                first_time: None,
+                last_index: None,
+                last_received: None,
+            },
+            gaze_rtp: RtpIn::default(),
+            gaze: StampQueue::new(ClockRate::VIDEO, GAZE_PRE_SR_SAMPLES),
+            imu_rtp: RtpIn::default(),
+            events_rtp: RtpIn::default(),
+            host: HostClock::default(),
+            fps: if fps.is_finite() && fps > 0.0 {
+                fps
+            } else {
+                NOMINAL_FPS
+            },
+            out: VecDeque::with_capacity(64),
+            stats: AssemblerStats::default(),
+            malformed: 0,
+            decode_errors: 0,
+            last_error: None,
+            sink: None,
+        })
+    }
+
+    /// Grows the frame pool to hold `frames` pictures of the stream's size up front, so the
+    /// first seconds allocate nothing either.
+    pub fn preallocate(&mut self, frames: usize, width: usize, height: usize) {
+        let n = frames + WORLD_PRE_SR_FRAMES + 2;
+        self.world.pool = FramePool::new(n);
+        self.world
+            .pool
+            .preallocate(n, PixelFormat::I420, width, height);
+    }
+
+    /// The next finished item, in the order they were completed.
+    pub fn pop(&mut self) -> Option<SourceItem> {
+        self.out.pop_front()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> AssemblerStats {
+        let mut s = self.stats;
+        let rtp = [
+            self.world.rtp.stats(),
+            self.gaze_rtp.stats(),
+            self.imu_rtp.stats(),
+            self.events_rtp.stats(),
+        ];
+        s.rtp_packets = rtp.iter().map(|r| r.received).sum();
+        s.rtp_lost = rtp.iter().map(|r| r.lost).sum();
+        s.rtp_out_of_order = rtp
+            .iter()
+            .map(|r| r.duplicates + r.reordered + r.too_old)
+            .sum();
+        let d = self.world.depack.stats();
+        s.malformed_packets = self.malformed + d.malformed_packets + d.unsupported_packets;
+        s.broken_access_units = d.broken_access_units;
+        s.skipped_access_units = d.skipped_waiting_for_idr;
+        s.decode_errors = self.decode_errors;
+        s.concealed_frames = self.world.decoder.stats().concealed;
+        s.dropped_before_sr = self.world.stamp.stats().overflowed + self.gaze.stats().overflowed;
+        s
+    }
+
+    /// The last decode error's text, for logs.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Writes the counters into the pipeline's (they are this source's totals, so stored, not
+    /// added).
+    pub fn publish(&self, c: &Counters) {
+        let s = self.stats();
+        let set = |a: &std::sync::atomic::AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        set(&c.net_rtp_packets, s.rtp_packets);
+        set(&c.net_rtp_lost, s.rtp_lost);
+        set(&c.net_rtp_out_of_order, s.rtp_out_of_order);
+        set(&c.net_malformed_packets, s.malformed_packets);
+        set(&c.net_broken_access_units, s.broken_access_units);
+        set(&c.net_skipped_access_units, s.skipped_access_units);
+        set(&c.net_decode_errors, s.decode_errors);
+        set(&c.net_unknown_gaze, s.unknown_gaze);
+        set(&c.net_unknown_events, s.unknown_events);
+        set(&c.net_eye_events, s.eye_events);
+        set(&c.net_dropped_before_sr, s.dropped_before_sr);
+        set(&c.net_max_frame_gap_ns, s.max_frame_gap_ns);
+        set(&c.net_concealed_frames, s.concealed_frames);
+    }
+
+    /// Feeds one packet of `setup`'s sensor that arrived at `arrival`. A `setup` not seen
+    /// before (a new session) first resets that sensor's sequence, clock and depacketizer
+    /// state. Decoding happens here and is timed as [`Phase::Decode`]; returns the
+    /// nanoseconds spent decoding.
+    pub fn push(
+        &mut self,
+        setup: &Arc<StreamSetup>,
+        kind: PacketKind,
+        data: &[u8],
+        arrival: MonoNanos,
+        profile: &mut StageProfile,
+    ) -> u64 {
+        self.adopt(setup);
+        match kind {
+            PacketKind::Rtcp => self.rtcp(setup.sensor, data, arrival),
+            PacketKind::Rtp => match setup.sensor {
+                Sensor::World => return self.world_rtp(data, arrival, profile),
+                Sensor::Gaze => self.gaze_rtp(data),
+                Sensor::Imu => self.imu_rtp(data),
+                Sensor::EyeEvents => self.events_rtp(data),
+            },
+        }
+        0
+    }
+
+    /// End of stream: completes an access unit still open (a last packet without marker) and
+    /// takes every picture the decoder still holds.
+    pub fn finish(&mut self, profile: &mut StageProfile) {
+        let w = &mut self.world;
+        w.depack.flush();
+        let mut decode_ns = 0;
+        while let Some(au) = w.depack.pull() {
+            let token = FrameToken {
+                rtp_timestamp: au.rtp_timestamp,
+                ssrc: w.ssrc,
+                received: MonoNanos::now(),
+            };
+            let t = MonoNanos::now();
+            if let Err(e) = w
+                .decoder
+                .decode(au.data, token, &mut w.pool, &mut w.decoded)
+            {
+                self.decode_errors += 1;
+                self.last_error = Some(e.to_string());
+            }
+            decode_ns += MonoNanos::now().since(t);
+        }
+        if let Err(e) = w.decoder.flush(&mut w.pool, &mut w.decoded) {
+            self.decode_errors += 1;
+            self.last_error = Some(e.to_string());
+        }
+        if decode_ns > 0 {
+            profile.record_ns(Phase::Decode, decode_ns);
+        }
+        for d in w.decoded.drain(..) {
+            w.stamp.push(d.token.ssrc, d.token.rtp_timestamp, d);
+        }
+        self.drain_world();
+    }
+
+    fn adopt(&mut self, setup: &Arc<StreamSetup>) {
+        match setup.sensor {
+            Sensor::World => {
+                let w = &mut self.world;
+                if !w.rtp.is_new(setup) {
+                    return;
+                }
+                w.rtp.reset(setup);
+                w.depack.reset();
+                w.depack
+                    .set_parameter_sets(setup.parameter_sets.iter().map(Vec::as_slice));
+                // Frames still waiting for an SR belong to the old session's clock.
+                w.stamp = StampQueue::new(setup.clock, WORLD_PRE_SR_FRAMES);
+                // Anything the decoder holds references the old stream; start at an IDR.
+                w.decoder.mark_loss();
+            }
+            Sensor::Gaze => {
+                if self.gaze_rtp.is_new(setup) {
+                    self.gaze_rtp.reset(setup);
+                    self.gaze = StampQueue::new(setup.clock, GAZE_PRE_SR_SAMPLES);
+                }
+            }
+            Sensor::Imu => {
+                if self.imu_rtp.is_new(setup) {
+                    self.imu_rtp.reset(setup);
+                }
+            }
+            Sensor::EyeEvents => {
+                if self.events_rtp.is_new(setup) {
+                    self.events_rtp.reset(setup);
+                }
+            }
+        }
+    }
+
+    fn rtcp(&mut self, sensor: Sensor, data: &[u8], arrival: MonoNanos) {
+        for p in rtcp::iter_compound(data) {
+            match p {
+                Ok(RtcpPacket::SenderReport(sr)) => {
+                    let streaming = match sensor {
+                        Sensor::World => &self.world.rtp,
+                        Sensor::Gaze => &self.gaze_rtp,
+                        Sensor::Imu => &self.imu_rtp,
+                        Sensor::EyeEvents => &self.events_rtp,
+                    }
+                    .seq
+                    .highest()
+                    .is_some();
+                    // Only an SR sent while the stream flows says what time it is now: one
+                    // sent before the first packet (the simulator's, doc 10 item 7) carries
+                    // the first packet's mapping, up to a GOP ahead of its sending.
+                    if streaming {
+                        self.host.observe(arrival, sr.info.ntp.to_unix_nanos());
+                    }
+                    match sensor {
+                        Sensor::World => {
+                            self.world.stamp.on_sender_report(&sr.info);
+                            self.drain_world();
+                        }
+                        Sensor::Gaze => {
+                            self.gaze.on_sender_report(&sr.info);
+                            self.drain_gaze();
+                        }
+                        // IMU and eye events carry their own times (doc 6.2, 6.3).
+                        Sensor::Imu | Sensor::EyeEvents => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => self.malformed += 1,
+            }
+        }
+    }
+
+    fn world_rtp(&mut self, data: &[u8], arrival: MonoNanos, profile: &mut StageProfile) -> u64 {
+        let Ok(pkt) = RtpPacket::parse(data) else {
+            self.malformed += 1;
+            return 0;
+        };
+        let w = &mut self.world;
+        let pt = w.rtp.setup.as_ref().and_then(|s| s.payload_type);
+        if pt.is_some_and(|pt| pt != pkt.payload_type) {
+            // Another media's packets (doc 5: readers drop foreign payload types).
+            self.malformed += 1;
+            return 0;
+        }
+        if !w.rtp.accept(pkt.sequence) {
+            return 0;
+        }
+        w.ssrc = pkt.ssrc;
+        let mut decode_ns = 0;
+        if let Err(H264Error::SequenceGap { .. }) = w.depack.push(&pkt) {
+            // Already handled: the depacketizer drops the access unit and waits for an IDR.
+        }
+        while let Some(au) = w.depack.pull() {
+            if let Some(sink) = &self.sink {
+                if let Some(t) = w.stamp.clock().time_of_wire(au.rtp_timestamp) {
+                    sink.access_unit(au.data, t, arrival, au.is_idr);
+                }
+            }
+            let token = FrameToken {
+                rtp_timestamp: au.rtp_timestamp,
+                ssrc: pkt.ssrc,
+                received: arrival,
+            };
+            let t = MonoNanos::now();
+            let r = w
+                .decoder
+                .decode(au.data, token, &mut w.pool, &mut w.decoded);
+            let ns = MonoNanos::now().since(t);
+            profile.record_ns(Phase::Decode, ns);
+            decode_ns += ns;
+            if let Err(e) = r {
+                // Not counted again as a broken access unit: that one never reached here.
+                self.decode_errors += 1;
+                self.last_error = Some(e.to_string());
+            }
+            for d in w.decoded.drain(..) {
+                w.stamp.push(d.token.ssrc, d.token.rtp_timestamp, d);
+            }
+        }
+        self.drain_world();
+        decode_ns
+    }
+
+    fn drain_world(&mut self) {
+        let w = &mut self.world;
+        while let Some(s) = w.stamp.pop() {
+            let Decoded { frame, token } = s.item;
+            let first = *w.first_time.get_or_insert(s.time);
+            let ticks = (s.time.delta_ns(first) as f64 * self.fps / 1e9).round();
+            let mut index = if ticks > 0.0 { ticks as u64 } else { 0 };
+            if let Some(last) = w.last_index {
+                // Device times jitter around the nominal rate: never repeat or go back.
+                index = index.max(last + 1);
+            }
+            w.last_index = Some(index);
+            if let Some(prev) = w.last_received {
+                let gap = token.received.since(prev);
+                self.stats.max_frame_gap_ns = self.stats.max_frame_gap_ns.max(gap);
+            }
+            w.last_received = Some(token.received);
+            let capture_mono = self
+                .host
+                .to_mono(s.time)
+                .filter(|c| *c <= token.received)
+                .unwrap_or(token.received);
+            self.out.push_back(SourceItem::Frame {
+                frame,
+                meta: FrameMeta {
+                    device_time: s.time,
+                    capture_mono,
+                    received_mono: token.received,
+                    camera_index: index,
+                    wait_ns: 0,
+                },
+            });
+        }
+    }
+
+    fn gaze_rtp(&mut self, data: &[u8]) {
+        let Ok(pkt) = RtpPacket::parse(data) else {
+            self.malformed += 1;
+            return;
+        };
+        if !self.gaze_rtp.accept(pkt.sequence) {
+            return;
+        }
+        match NeonGaze::decode(pkt.payload) {
+            Ok(g) => self.gaze.push(pkt.ssrc, pkt.timestamp, g),
+            Err(_) => self.stats.unknown_gaze += 1,
+        }
+        self.drain_gaze();
+    }
+
+    fn drain_gaze(&mut self) {
+        while let Some(s) = self.gaze.pop() {
+            match s.item.to_sample(s.time) {
+                Some(g) => self.out.push_back(SourceItem::Gaze(g)),
+                None => self.stats.unknown_gaze += 1,
+            }
+        }
+    }
+
+    fn imu_rtp(&mut self, data: &[u8]) {
+        let Ok(pkt) = RtpPacket::parse(data) else {
+            self.malformed += 1;
+            return;
+        };
+        if !self.imu_rtp.accept(pkt.sequence) {
+            return;
+        }
+        match ImuPacket::decode_payload(pkt.payload) {
+            Ok(p) => self.out.push_back(SourceItem::Imu(p.to_sample())),
+            Err(_) => self.malformed += 1,
+        }
+    }
+
+    fn events_rtp(&mut self, data: &[u8]) {
+        let Ok(pkt) = RtpPacket::parse(data) else {
+            self.malformed += 1;
+            return;
+        };
+        if !self.events_rtp.accept(pkt.sequence) {
+            return;
+        }
+        let event = match EyeEvent::decode(pkt.payload) {
+            Ok(EyeEvent::Keepalive) => return,
+            Ok(e) => e,
+            Err(_) => {
+                self.stats.unknown_events += 1;
+                return;
+            }
+        };
+        self.stats.eye_events += 1;
+        // A few per second at most: the detail string is not a per-frame cost.
+        let (kind, time, detail) = match event {
+            EyeEvent::Fixation(c) | EyeEvent::Saccade(c) => (
+                if matches!(event, EyeEvent::Fixation(_)) {
+                    "fixation"
+                } else {
+                    "saccade"
+                },
+                c.start_ns,
+                format!(
+                    "start_ns={} end_ns={} mean_px=({:.1},{:.1}) amplitude_deg={:.2} peak_velocity_px_s={:.0}",
+                    c.start_ns, c.end_ns, c.mean[0], c.mean[1], c.amplitude_deg, c.peak_velocity
+                ),
+            ),
+            EyeEvent::FixationOnset { start_ns } => {
+                ("fixation_onset", start_ns, format!("start_ns={start_ns}"))
+            }
+            EyeEvent::SaccadeOnset { start_ns } => {
+                ("saccade_onset", start_ns, format!("start_ns={start_ns}"))
+            }
+            EyeEvent::Blink { start_ns, end_ns } => (
+                "blink",
+                start_ns,
+                format!("start_ns={start_ns} end_ns={end_ns}"),
+            ),
+            EyeEvent::Keepalive => return,
+        };
+        self.out.push_back(SourceItem::Event {
+            kind,
+            detail,
+            device_time: Some(UnixNanos(time)),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::neon::rtcp::{NtpTimestamp, SenderInfo};
+    use crate::neon::rtp::RtpHeader;
+
+    fn setup(sensor: Sensor) -> Arc<StreamSetup> {
+        Arc::new(StreamSetup {
+            sensor,
+            payload_type: None,
+            clock: ClockRate::VIDEO,
+            parameter_sets: Vec::new(),
+            framerate: None,
+        })
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        RtpHeader {
+            marker: false,
+            payload_type: pt,
+            sequence: seq,
+            timestamp: ts,
+            ssrc: 7,
+        }
+        .write(payload, &mut out);
+        out
+    }
+
+    fn sr(unix_ns: i64, rtp_ts: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        rtcp::write_sender_report(
+            &SenderInfo {
+                ssrc: 7,
+                ntp: NtpTimestamp::from_unix_nanos(UnixNanos(unix_ns)),
+                rtp_timestamp: rtp_ts,
+                packet_count: 0,
+                octet_count: 0,
+            },
+            &[],
+            &mut out,
+        );
+        out
+    }
+
+    fn gaze_payload(x: f32, y: f32) -> Vec<u8> {
+        let mut p = x.to_be_bytes().to_vec();
+        p.extend_from_slice(&y.to_be_bytes());
+        p.push(255);
+        p
+    }
+
+    #[test]
+    fn gaze_waits_for_the_first_sr_then_gets_its_time() {
+        let mut a = Assembler::new(DecoderKind::Libav, LossPolicy::Conceal, 30.0, 4).unwrap();
+        let s = setup(Sensor::Gaze);
+        let mut prof = StageProfile::new(false);
+        let t0 = 1_700_000_000_000_000_000;
+        let now = MonoNanos(5_000_000_000);
+        a.push(
+            &s,
+            PacketKind::Rtp,
+            &rtp(99, 1, 900, &gaze_payload(1.0, 2.0)),
+            now,
+            &mut prof,
+        );
+        assert!(a.pop().is_none(), "no SR yet");
+        a.push(&s, PacketKind::Rtcp, &sr(t0, 0), now, &mut prof);
+        match a.pop() {
+            Some(SourceItem::Gaze(g)) => {
+                assert_eq!(g.time, UnixNanos(t0 + 10_000_000)); // 900 ticks at 90 kHz
+                assert_eq!((g.x, g.y, g.worn), (1.0, 2.0, true));
+            }
+            other => panic!("expected gaze, got {other:?}"),
+        }
+        // Unknown length: counted and skipped, stream goes on.
+        a.push(
+            &s,
+            PacketKind::Rtp,
+            &rtp(99, 2, 1800, &[1, 2, 3]),
+            now,
+            &mut prof,
+        );
+        a.push(
+            &s,
+            PacketKind::Rtp,
+            &rtp(99, 4, 2700, &gaze_payload(3.0, 4.0)),
+            now,
+            &mut prof,
+        );
+        // A duplicate is dropped.
+        a.push(
+            &s,
+            PacketKind::Rtp,
+            &rtp(99, 4, 2700, &gaze_payload(3.0, 4.0)),
+            now,
+            &mut prof,
+        );
+        assert!(matches!(a.pop(), Some(SourceItem::Gaze(g)) if g.x == 3.0));
+        assert!(a.pop().is_none());
+        let st = a.stats();
+        assert_eq!(st.unknown_gaze, 1);
+        assert_eq!(st.rtp_lost, 1);
+        assert_eq!(st.rtp_out_of_order, 1);
+        assert_eq!(st.rtp_packets, 3);
+    }
+
+    #[test]
+    fn a_new_session_resets_the_clock_and_keeps_totals() {
+        let mut a = Assembler::new(DecoderKind::Libav, LossPolicy::Conceal, 30.0, 4).unwrap();
+        let mut prof = StageProfile::new(false);
+        let now = MonoNanos(1);
+        let s1 = setup(Sensor::Gaze);
+        a.push(&s1, PacketKind::Rtcp, &sr(1_000_000_000, 0), now, &mut prof);
+        a.push(
+            &s1,
+            PacketKind::Rtp,
+            &rtp(99, 10, 0, &gaze_payload(0.0, 0.0)),
+            now,
+            &mut prof,
+        );
+        assert!(a.pop().is_some());
+        // Reconnect: same numbers, new session; the old SR must not stamp it.
+        let s2 = setup(Sensor::Gaze);
+        a.push(
+            &s2,
+            PacketKind::Rtp,
+            &rtp(99, 10, 0, &gaze_payload(0.0, 0.0)),
+            now,
+            &mut prof,
+        );
+        assert!(a.pop().is_none(), "new session waits for its own SR");
+        a.push(&s2, PacketKind::Rtcp, &sr(9_000_000_000, 0), now, &mut prof);
+        assert!(matches!(a.pop(), Some(SourceItem::Gaze(g)) if g.time == UnixNanos(9_000_000_000)));
+        assert_eq!(a.stats().rtp_packets, 2);
+        assert_eq!(a.stats().rtp_out_of_order, 0);
+    }
+
+    #[test]
+    fn imu_and_events_use_payload_times_and_skip_unknown_types() {
+        let mut a = Assembler::new(DecoderKind::Libav, LossPolicy::Conceal, 30.0, 4).unwrap();
+        let mut prof = StageProfile::new(false);
+        let now = MonoNanos(1);
+        let imu = setup(Sensor::Imu);
+        let mut p = Vec::new();
+        ImuPacket {
+            ts_ns: 123_456,
+            ..Default::default()
+        }
+        .encode_payload(&mut p);
+        a.push(&imu, PacketKind::Rtp, &rtp(100, 1, 0, &p), now, &mut prof);
+        assert!(matches!(a.pop(), Some(SourceItem::Imu(s)) if s.time == UnixNanos(123_456)));
+        let ev = setup(Sensor::EyeEvents);
+        let mut blink = Vec::new();
+        EyeEvent::Blink {
+            start_ns: 5,
+            end_ns: 9,
+        }
+        .encode(&mut blink);
+        a.push(
+            &ev,
+            PacketKind::Rtp,
+            &rtp(101, 1, 0, &blink),
+            now,
+            &mut prof,
+        );
+        a.push(
+            &ev,
+            PacketKind::Rtp,
+            &rtp(101, 2, 0, &99i32.to_be_bytes()),
+            now,
+            &mut prof,
+        );
+        a.push(
+            &ev,
+            PacketKind::Rtp,
+            &rtp(101, 3, 0, &5i32.to_be_bytes()),
+            now,
+            &mut prof,
+        );
+        match a.pop() {
+            Some(SourceItem::Event {
+                kind, device_time, ..
+            }) => {
+                assert_eq!(kind, "blink");
+                assert_eq!(device_time, Some(UnixNanos(5)));
+            }
+            other => panic!("expected blink, got {other:?}"),
+        }
+        assert!(
+            a.pop().is_none(),
+            "unknown type and keepalive yield nothing"
+        );
+        assert_eq!(a.stats().unknown_events, 1);
+        assert_eq!(a.stats().eye_events, 1);
+        // Garbage never panics.
+        a.push(&ev, PacketKind::Rtp, &[0xff; 3], now, &mut prof);
+        a.push(&ev, PacketKind::Rtcp, &[0x80, 200, 0, 50], now, &mut prof);
+        assert_eq!(a.stats().malformed_packets, 2);
+    }
+
+    #[test]
+    fn host_clock_takes_the_smallest_delay_and_creeps_slowly() {
+        let mut h = HostClock::default();
+        h.observe(MonoNanos(10_000), UnixNanos(1_000));
+        h.observe(MonoNanos(1_000_010_000), UnixNanos(1_000_000_000 + 500));
+        // The second SR came 500 ns later than the first; within the 20 us a second may creep,
+        // so the floor follows it.
+        assert_eq!(h.offset, Some(9_500));
+        assert_eq!(h.to_mono(UnixNanos(0)), Some(MonoNanos(9_500)));
+        // One with less delay lowers it at once.
+        h.observe(MonoNanos(1_000_020_000), UnixNanos(1_000_019_000));
+        assert_eq!(h.offset, Some(1_000));
+    }
+}

@@ -1,0 +1,154 @@
+//! The device's HTTP API as far as streaming needs it: `GET /api/status` and the DIRECT sensor
+//! URLs in it (protocol doc 2, 2.1).
+//!
+//! The request is made with `ureq` (blocking, no TLS features): one request per (re)connect
+//! needs no async HTTP stack, and the network thread runs it under `spawn_blocking`. reqwest's
+//! blocking client would start a tokio runtime of its own for the same single GET.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::assemble::Sensor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("GET {url}: {detail}")]
+    Http { url: String, detail: String },
+    #[error("GET {url}: the reply is not the API's JSON ({detail})")]
+    Json { url: String, detail: String },
+}
+
+/// One streamable sensor from `/api/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SensorUrl {
+    pub sensor: Sensor,
+    /// `{protocol}://{ip}:{port}/?{params}` (doc 2.1).
+    pub url: String,
+}
+
+/// What the client takes from the status: the phone's name and the DIRECT sensor URLs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceStatus {
+    pub device_name: Option<String>,
+    pub sensors: Vec<SensorUrl>,
+}
+
+impl DeviceStatus {
+    pub fn url(&self, sensor: Sensor) -> Option<&str> {
+        self.sensors
+            .iter()
+            .find(|s| s.sensor == sensor)
+            .map(|s| s.url.as_str())
+    }
+}
+
+/// `GET http://host:port/api/status` with an overall `timeout`.
+pub fn fetch(host: &str, port: u16, timeout: Duration) -> Result<DeviceStatus, StatusError> {
+    let url = format!("http://{host}:{port}/api/status");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let http = |detail: String| StatusError::Http {
+        url: url.clone(),
+        detail,
+    };
+    let mut reply = agent.get(&url).call().map_err(|e| http(e.to_string()))?;
+    let status = reply.status();
+    let body = reply
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| http(e.to_string()))?;
+    if !status.is_success() {
+        // Error bodies are JSON with a message too (doc 2).
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
+        return Err(http(format!("HTTP {status} {message}")));
+    }
+    parse(&body, host).map_err(|detail| StatusError::Json {
+        url: url.clone(),
+        detail,
+    })
+}
+
+/// Reads the status reply. Sensors that are not DIRECT or not connected are skipped (only
+/// DIRECT is plain RTSP, doc 2.1); unknown models and sensors are ignored. A sensor without
+/// an `ip` gets `fallback_host` (the one the API answered on).
+pub fn parse(body: &str, fallback_host: &str) -> Result<DeviceStatus, String> {
+    let v: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let items = v
+        .get("result")
+        .and_then(Value::as_array)
+        .ok_or("no `result` list")?;
+    let mut out = DeviceStatus::default();
+    for item in items {
+        let (Some(model), Some(data)) =
+            (item.get("model").and_then(Value::as_str), item.get("data"))
+        else {
+            continue;
+        };
+        let s = |k: &str| data.get(k).and_then(Value::as_str);
+        match model {
+            "Phone" => out.device_name = s("device_name").map(str::to_owned),
+            "Sensor" => {
+                let Some(sensor) = s("sensor").and_then(Sensor::from_name) else {
+                    continue;
+                };
+                let connected = data.get("connected").and_then(Value::as_bool) == Some(true);
+                if s("conn_type") != Some("DIRECT") || !connected {
+                    continue;
+                }
+                let Some(port) = data.get("port").and_then(Value::as_u64) else {
+                    continue;
+                };
+                let ip = s("ip").filter(|ip| !ip.is_empty()).unwrap_or(fallback_host);
+                let protocol = s("protocol").unwrap_or("rtsp");
+                let params = s("params").unwrap_or_default();
+                let url = if params.is_empty() {
+                    format!("{protocol}://{ip}:{port}/")
+                } else {
+                    format!("{protocol}://{ip}:{port}/?{params}")
+                };
+                if out.url(sensor).is_none() {
+                    out.sensors.push(SensorUrl { sensor, url });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_connected_direct_sensors_only() {
+        let body = r#"{"message":"Success","result":[
+ {"model":"Phone","data":{"device_name":"Neon Companion","ip":"192.168.1.20"}},
+ {"model":"Hardware","data":{"version":"2.0"}},
+ {"model":"Sensor","data":{"sensor":"world","conn_type":"WEBSOCKET","connected":true,"ip":"192.168.1.20","port":8686,"protocol":"rtsp","params":"camera=world"}},
+ {"model":"Sensor","data":{"sensor":"world","conn_type":"DIRECT","connected":true,"ip":"192.168.1.20","port":8086,"protocol":"rtsp","params":"camera=world&audioenable=on"}},
+ {"model":"Sensor","data":{"sensor":"gaze","conn_type":"DIRECT","connected":false,"port":8086,"params":"camera=gaze"}},
+ {"model":"Sensor","data":{"sensor":"imu","conn_type":"DIRECT","connected":true,"port":8086,"params":"camera=imu"}},
+ {"model":"Sensor","data":{"sensor":"eyes","conn_type":"DIRECT","connected":true,"port":8086}},
+ {"model":"Mystery","data":{}}
+]}"#;
+        let s = parse(body, "10.0.0.5").unwrap();
+        assert_eq!(s.device_name.as_deref(), Some("Neon Companion"));
+        assert_eq!(
+            s.url(Sensor::World),
+            Some("rtsp://192.168.1.20:8086/?camera=world&audioenable=on")
+        );
+        assert_eq!(s.url(Sensor::Gaze), None, "not connected");
+        assert_eq!(s.url(Sensor::Imu), Some("rtsp://10.0.0.5:8086/?camera=imu"));
+        assert_eq!(s.sensors.len(), 2);
+        assert!(parse("not json", "h").is_err());
+        assert!(parse(r#"{"message":"x"}"#, "h").is_err());
+    }
+}
