@@ -418,10 +418,10 @@ impl RunningPipeline {
 
 /// Source frames the stages can hold at once: the process queue, one in the acquire stage's
 /// hand, one being processed, the duplicate detector's last result, one on the preview edge,
-/// one being rendered, and the preview's last scaled source.
-/// A recorder adds its queue and the frame in its hand.
+/// one being rendered, the preview's last scaled source, and its last job (kept to repaint a
+/// "disconnected" HUD). A recorder adds its queue and the frame in its hand.
 fn frames_in_flight(cfg: &PipelineConfig) -> usize {
-    cfg.process_queue.max(1) + 6 + cfg.record.as_ref().map_or(0, |r| r.queue.max(1) + 1)
+    cfg.process_queue.max(1) + 7 + cfg.record.as_ref().map_or(0, |r| r.queue.max(1) + 1)
 }
 
 fn spawn(
