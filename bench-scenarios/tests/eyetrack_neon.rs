@@ -321,3 +321,43 @@ fn fixture_replay_yields_every_frame_and_gaze_sample() {
         assert_eq!(r["source"]["fps"], 30.0);
     }
 }
+
+#[test]
+fn fixture_record_captures_a_device_that_replays_like_it() {
+    let _one = serial();
+    let sim = start_sim(&[]);
+    let dir = tmp("fixture-record");
+    let out = dir.join("rec.etfx");
+    let o = Command::new(eyetrack())
+        .args(["fixture", "record", "--source"])
+        .arg(format!("neon://{}", sim.http))
+        .args(["--duration", "4s", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sum: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(sum["streams"].as_array().unwrap().len(), 4, "{sum}");
+    assert_eq!(sum["channel_drops"], 0);
+    drop(sim);
+    let o = Command::new(eyetrack())
+        .args(["fixture", "inspect", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The recording replays through the same client code: frames and gaze of about 3-4 s
+    // (video starts at the first keyframe after connecting).
+    let report = dir.join("r.json");
+    let child = run_eyetrack(&[
+        "--source",
+        &format!("fixture:{}", out.display()),
+        "--as-fast-as-possible",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let r = finish(child, &report);
+    assert!(counter(&r, "frames_acquired") >= 80, "{}", r["frames"]);
+    assert!(counter(&r, "gaze_samples") >= 700, "{}", r["frames"]);
+    assert_eq!(counter(&r, "net_decode_errors"), 0);
+}

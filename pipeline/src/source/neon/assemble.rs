@@ -113,6 +113,8 @@ pub struct StreamSetup {
     pub parameter_sets: Vec<Vec<u8>>,
     /// `a=framerate`, if the SDP has one.
     pub framerate: Option<f64>,
+    /// The DESCRIBE answer itself, kept for `eyetrack fixture record`.
+    pub sdp: String,
 }
 
 impl StreamSetup {
@@ -167,6 +169,7 @@ impl StreamSetup {
             clock,
             parameter_sets: media.sprop_parameter_sets.clone(),
             framerate,
+            sdp: String::from_utf8_lossy(sdp_text).into_owned(),
         })
     }
 
@@ -777,6 +780,7 @@ mod tests {
             clock: ClockRate::VIDEO,
             parameter_sets: Vec::new(),
             framerate: None,
+            sdp: String::new(),
         })
     }
 

@@ -12,6 +12,7 @@ pub mod assemble;
 pub mod discover;
 pub mod live;
 mod net;
+pub mod record;
 pub mod replay;
 pub mod status;
 
