@@ -132,7 +132,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
              `cargo build --release --bins`, or pass --eyetrack PATH",
         )?,
     };
-    let mut variants = variants::sweep(args.sweep);
+    let recording = args.scenarios.iter().any(|s| s.records());
+    let mut variants = variants::sweep(args.sweep, recording);
     for v in &args.variants {
         anyhow::ensure!(
             !variants.iter().any(|x| x.name == v.name),

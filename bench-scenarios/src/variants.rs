@@ -35,6 +35,10 @@ pub const TOGGLES: &[(&str, &str, &str)] = &[
     ("fsync-every", "--fsync-every", "600"),
 ];
 
+/// Toggles that only act while recording: a suite without a recording scenario leaves them out
+/// of the one-at-a-time sweep (they could only measure noise there).
+pub const RECORDING_TOGGLES: &[&str] = &["flush-every", "fsync-every"];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sweep {
@@ -53,11 +57,14 @@ pub fn baseline() -> Variant {
     Variant::new(BASELINE, &["--preset", "baseline"])
 }
 
-/// The variants a sweep runs, baseline first.
-pub fn sweep(sweep: Sweep) -> Vec<Variant> {
+/// The variants a sweep runs, baseline first; `recording` = some scenario records.
+pub fn sweep(sweep: Sweep, recording: bool) -> Vec<Variant> {
     let mut v = vec![baseline()];
     if matches!(sweep, Sweep::OneAtATime | Sweep::Full) {
-        for (name, flag, value) in TOGGLES {
+        for (name, flag, value) in TOGGLES
+            .iter()
+            .filter(|(name, _, _)| recording || !RECORDING_TOGGLES.contains(name))
+        {
             v.push(Variant::new(
                 &format!("{name}={value}"),
                 &["--preset", "baseline", flag, value],
@@ -108,13 +115,21 @@ mod tests {
 
     #[test]
     fn full_sweep_is_baseline_each_toggle_and_all() {
-        let v = sweep(Sweep::Full);
+        let v = sweep(Sweep::Full, true);
         assert_eq!(v.len(), 1 + TOGGLES.len() + 1);
+        let streaming_only = sweep(Sweep::Full, false);
+        assert_eq!(
+            streaming_only.len(),
+            1 + TOGGLES.len() - RECORDING_TOGGLES.len() + 1
+        );
+        assert!(!streaming_only
+            .iter()
+            .any(|v| v.name.starts_with("flush-every")));
         assert_eq!(v[0].name, "baseline");
         assert_eq!(v[1].flags, ["--preset", "baseline", "--resize", "area"]);
         assert_eq!(v.last().unwrap().name, "all-optimized");
-        assert_eq!(sweep(Sweep::None).len(), 1);
-        assert_eq!(sweep(Sweep::AllOptimized).len(), 2);
+        assert_eq!(sweep(Sweep::None, true).len(), 1);
+        assert_eq!(sweep(Sweep::AllOptimized, true).len(), 2);
     }
 
     #[test]

@@ -75,7 +75,8 @@ fn a_sweep_reports_every_variant_against_the_baseline() {
     let sc = &r["scenarios"][0];
     assert_eq!(sc["scenario"], "streaming");
     let variants = sc["variants"].as_array().unwrap();
-    assert_eq!(variants.len(), 1 + 9 + 1);
+    // Streaming only: the recording toggles (flush-every, fsync-every) are left out.
+    assert_eq!(variants.len(), 1 + 7 + 1);
     assert_eq!(variants[0]["name"], "baseline");
     assert_eq!(variants[0]["verdict"], "baseline");
     for v in variants {
