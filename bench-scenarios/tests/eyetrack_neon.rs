@@ -3,7 +3,6 @@
 //! the committed fixture. Both binaries are real processes; the checks read the run report,
 //! the recording's files and ffprobe.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -50,43 +49,13 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
-struct Sim {
-    child: Child,
-    http: String,
-}
+#[path = "common/sim.rs"]
+mod sim;
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use sim::Sim;
 
 fn start_sim(extra: &[&str]) -> Sim {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_neon-sim"))
-        .arg(fixture())
-        .args([
-            "--http-port",
-            "0",
-            "--rtsp-port",
-            "0",
-            "--time-echo-port",
-            "0",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let http = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .unwrap_or_else(|| panic!("no http= in {line:?}"))
-        .to_string();
-    Sim { child, http }
+    Sim::start(&fixture(), extra)
 }
 
 fn run_eyetrack(args: &[&str]) -> Child {

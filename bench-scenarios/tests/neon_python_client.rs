@@ -5,9 +5,13 @@
 //! (`.venv-neon`, or `NEON_PYTHON=/path/to/python`); without it the test fails, naming the fix.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+#[path = "common/sim.rs"]
+mod sim;
+
+use sim::Sim;
 
 use pipeline::fixture::{FixtureReader, PacketKind};
 use pipeline::neon::gaze::NeonGaze;
@@ -70,40 +74,16 @@ fn fixture_gaze(path: &std::path::Path) -> HashMap<(u32, u32), i64> {
 fn official_python_client_streams_scene_and_gaze_from_neon_sim() {
     let py = python();
     let fixture = workspace().join("fixtures/neon/synthetic-12s.etfx");
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_neon-sim"))
-        .arg(&fixture)
-        .args([
-            "--http-port",
-            "0",
-            "--rtsp-port",
-            "0",
-            "--time-echo-port",
-            "0",
-        ])
-        .args(["--clock", "recorded"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(sim.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .unwrap_or_else(|| panic!("no {k} in {line:?}"))
-            .to_string()
-    };
-    let http = field("http=");
-    let period_ns: i64 = field("period_ms=").parse::<i64>().unwrap() * 1_000_000;
+    let sim = Sim::start(&fixture, &["--clock", "recorded"]);
+    let http = sim.http.clone();
+    let period_ns = sim.period_ms * 1_000_000;
     let (host, port) = http.rsplit_once(':').unwrap();
     let script = workspace().join("bench-scenarios/tests/neon_client.py");
     let out = Command::new(&py)
         .arg(&script)
         .args([host, port, "30", "200", "60"])
         .output();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
     let out = out.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

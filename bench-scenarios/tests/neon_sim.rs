@@ -3,10 +3,9 @@
 //! test with the real fixture writer: a 3 s world stream (H.264-shaped RTP, a keyframe each
 //! second) and a 200 Hz gaze stream, each with an SR before its first RTP and then every second.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pipeline::fixture::{FixtureHeader, FixtureReader, FixtureWriter, PacketKind, StreamInfo};
@@ -108,49 +107,13 @@ fn write_fixture(path: &Path) {
     w.finish().unwrap();
 }
 
-struct Sim {
-    child: Child,
-    http: String,
-    rtsp: String,
-}
+#[path = "common/sim.rs"]
+mod sim;
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use sim::Sim;
 
 fn start_sim(fixture: &Path, extra: &[&str]) -> Sim {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_neon-sim"))
-        .arg(fixture)
-        .args([
-            "--http-port",
-            "0",
-            "--rtsp-port",
-            "0",
-            "--time-echo-port",
-            "0",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .unwrap_or_else(|| panic!("no {k} in {line:?}"))
-            .to_string()
-    };
-    Sim {
-        http: field("http="),
-        rtsp: field("rtsp="),
-        child,
-    }
+    Sim::start(fixture, extra)
 }
 
 fn tmp_fixture(name: &str) -> PathBuf {
