@@ -72,6 +72,7 @@ fn synth_writes_a_neon_like_fixture() {
         fps: 30.0,
         seed: 3,
         bitrate_kbps: 800,
+        keyframe_every: Some(20),
         start_unix_ns: Some(1_767_225_600_000_000_000),
         made_by: "test".into(),
     })
@@ -79,14 +80,14 @@ fn synth_writes_a_neon_like_fixture() {
     assert_eq!(sum.access_units, 60);
     let (aus, idr, gaze) = decode(&out);
     assert_eq!(aus, 60);
-    // an IDR every 30 frames and only there
+    // an IDR every 20 frames (--keyframe-every) and only there
     let idr_at: Vec<usize> = idr
         .iter()
         .enumerate()
         .filter(|(_, b)| **b)
         .map(|(i, _)| i)
         .collect();
-    assert_eq!(idr_at, vec![0, 30]);
+    assert_eq!(idr_at, vec![0, 20, 40]);
     assert_eq!(gaze.len(), 400);
     for w in gaze.windows(2) {
         assert!((w[1].2 - w[0].2 - 5_000_000).abs() < 20_000, "200 Hz");

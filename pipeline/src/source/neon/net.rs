@@ -37,8 +37,9 @@ pub(crate) const OTHER_SILENCE: Duration = Duration::from_secs(10);
 /// Wait before the first reconnect attempt; doubled after each failure up to [`BACKOFF_MAX`].
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest wait between attempts. Well under the 2 s the plan allows: a refused connection
-/// costs nothing, and frames should resume within a second of the device's return.
-const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// costs one SYN on the LAN, and frames should resume within a second of the device's return,
+/// which is this wait plus the handshakes plus the wait for the device's next IDR.
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// How long closing waits for the first TEARDOWN attempt of each session.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
 const WATCHDOG_TICK: Duration = Duration::from_millis(100);
