@@ -245,7 +245,8 @@ fn loss_is_counted_and_frames_keep_flowing() {
     // Damage is dropped before the decoder or concealed by it, never an error per frame.
     assert!(counter(&r, "net_decode_errors") <= 3);
     let frames = counter(&r, "frames_acquired");
-    assert!(frames >= 50, "only {frames} frames in 10 s at 2 % loss");
+    // Pictures cut at the loss still decode (253-266 of 300 seen); dropping them gave 33.
+    assert!(frames >= 200, "only {frames} frames in 10 s at 2 % loss");
     let gap = counter(&r, "net_max_frame_gap_ns") as f64 / 1e9;
     assert!(gap <= 2.5, "frames stopped for {gap:.2} s");
     assert!(counter(&r, "gaze_samples") >= 1500);

@@ -359,6 +359,7 @@ impl Assembler {
         };
         let mut depack = Depacketizer::new();
         depack.set_resync_at_idr(loss == LossPolicy::WaitIdr);
+        depack.set_partial(loss == LossPolicy::Conceal && decoder == DecoderKind::Libav);
         let mut decoder = decode::open(decoder, &options)?;
         decoder.set_conceal(loss == LossPolicy::Conceal);
         Ok(Assembler {
@@ -612,7 +613,7 @@ impl Assembler {
             // Already handled: the depacketizer drops the access unit and waits for an IDR.
         }
         while let Some(au) = w.depack.pull() {
-            if let Some(sink) = &self.sink {
+            if let Some(sink) = self.sink.as_ref().filter(|_| !au.partial) {
                 if let Some(t) = w.stamp.clock().time_of_wire(au.rtp_timestamp) {
                     sink.access_unit(au.data, t, arrival, au.is_idr);
                 }
