@@ -51,7 +51,12 @@ impl AuthPolicy {
     }
 
     /// `Ok` or the error to answer with.
-    pub fn check(&self, method: &Method, headers: &HeaderMap, query: Option<&str>) -> Result<(), ApiError> {
+    pub fn check(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<(), ApiError> {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if self.loopback {
             if let Some(h) = host {
@@ -220,8 +225,12 @@ mod tests {
             p.check(&get, &wrong, None).unwrap_err().status,
             StatusCode::UNAUTHORIZED
         );
-        assert!(p.check(&get, &HeaderMap::new(), Some("a=1&access_token=s3cret")).is_ok());
-        assert!(p.check(&get, &HeaderMap::new(), Some("access_token=nope")).is_err());
+        assert!(p
+            .check(&get, &HeaderMap::new(), Some("a=1&access_token=s3cret"))
+            .is_ok());
+        assert!(p
+            .check(&get, &HeaderMap::new(), Some("access_token=nope"))
+            .is_err());
     }
 
     #[test]

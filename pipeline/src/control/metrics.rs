@@ -66,7 +66,10 @@ pub fn render(state: &AppState) -> Result<String, std::fmt::Error> {
         ("preview_jpeg_buffers", "Output buffers the preview encoder allocated (flat while streaming).", p.buffers_allocated.load(Ordering::Relaxed) as f64),
     ];
     let phases = match &h.phases {
-        Some(live) => Phase::ALL.iter().map(|&ph| (ph, live.snapshot(ph))).collect(),
+        Some(live) => Phase::ALL
+            .iter()
+            .map(|&ph| (ph, live.snapshot(ph)))
+            .collect(),
         None => Vec::new(),
     };
     let mut registry = Registry::with_prefix("eyetrack");
@@ -118,12 +121,9 @@ impl Collector for Scrape {
             }
             buckets[LIVE_BUCKETS_NS.len()] = (f64::INFINITY, s.count.saturating_sub(prev));
             let labels = [("phase", phase.name())];
-            family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                s.sum_ns as f64 / 1e9,
-                s.count,
-                &buckets,
-                None,
-            )?;
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(s.sum_ns as f64 / 1e9, s.count, &buckets, None)?;
         }
         Ok(())
     }

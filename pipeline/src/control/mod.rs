@@ -139,14 +139,12 @@ impl BoundControl {
     /// Starts serving the pipeline behind `handles` on the server's own thread.
     pub fn serve(self, handles: PipelineHandles) -> Result<ControlServer, ControlError> {
         let addr = self.local_addr()?;
-        let preview = preview::PreviewEncoder::start(
-            Arc::clone(&handles.latest),
-            handles.source.fps,
-        )
-        .map_err(|source| ControlError::Start {
-            what: "preview encoder thread",
-            source,
-        })?;
+        let preview =
+            preview::PreviewEncoder::start(Arc::clone(&handles.latest), handles.source.fps)
+                .map_err(|source| ControlError::Start {
+                    what: "preview encoder thread",
+                    source,
+                })?;
         let state = Arc::new(routes::AppState {
             status: status::StatusState::new(),
             summaries: Mutex::new(Vec::new()),

@@ -41,7 +41,8 @@ pub struct Part {
 
 impl Part {
     pub fn jpeg(&self) -> Bytes {
-        self.bytes.slice(self.jpeg_at..self.bytes.len().saturating_sub(2))
+        self.bytes
+            .slice(self.jpeg_at..self.bytes.len().saturating_sub(2))
     }
 }
 
@@ -78,10 +79,7 @@ pub struct PreviewFeed {
 impl PreviewEncoder {
     /// Starts the (idle) encoder on `latest`, checking for a new frame at twice the source
     /// rate while anyone watches.
-    pub fn start(
-        latest: Arc<LatestPreview>,
-        source_fps: f64,
-    ) -> std::io::Result<Self> {
+    pub fn start(latest: Arc<LatestPreview>, source_fps: f64) -> std::io::Result<Self> {
         let (tx, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             viewers: AtomicUsize::new(0),
@@ -144,7 +142,9 @@ fn encode_loop(shared: &Shared, latest: &LatestPreview, poll: Duration) {
         if shared.viewers.load(Ordering::Relaxed) == 0 {
             let (lock, cv) = &shared.wake;
             if let Ok(g) = lock.lock() {
-                if shared.viewers.load(Ordering::Relaxed) == 0 && !shared.stop.load(Ordering::Relaxed) {
+                if shared.viewers.load(Ordering::Relaxed) == 0
+                    && !shared.stop.load(Ordering::Relaxed)
+                {
                     let _ = cv.wait_timeout(g, Duration::from_millis(500));
                 }
             }

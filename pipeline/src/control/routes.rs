@@ -296,7 +296,10 @@ struct EventBody {
 fn device_time_now(s: &AppState) -> Option<UnixNanos> {
     let (_, meta) = s.handles.latest.get()?;
     let since = MonoNanos::now().since(meta.capture_mono);
-    Some(meta.device_time.add_ns(i64::try_from(since).unwrap_or(i64::MAX)))
+    Some(
+        meta.device_time
+            .add_ns(i64::try_from(since).unwrap_or(i64::MAX)),
+    )
 }
 
 async fn event(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
