@@ -55,7 +55,13 @@ fn preview_page_shows_moving_frames_and_its_buttons_record() {
         serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert!(r["error"].is_null(), "browser: {r}");
     assert_eq!(r["state"], "running", "{r}");
-    assert!(r["device"].as_str().unwrap().starts_with("synthetic 640x480"), "{r}");
+    assert!(
+        r["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("synthetic 640x480"),
+        "{r}"
+    );
     assert_eq!(r["frames_differ"], true, "{r}");
     // The preview fits 640x360: 480x360 for a 4:3 scene.
     assert_eq!(r["preview_width"], 480, "{r}");
