@@ -171,7 +171,7 @@ mod tests {
     }
 
     #[test]
-    fn every_preview_format_encodes_a_jpeg_that_ffprobe_style_markers_delimit() {
+    fn every_preview_format_encodes_a_delimited_jpeg_part() {
         for format in [
             PixelFormat::I420,
             PixelFormat::Gray8,
