@@ -149,17 +149,29 @@ pub async fn serve(
         })
     };
     let app = router(Arc::clone(&state));
+    let mut deadline = stop.clone();
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        state.status.set_error(format!("control API: {e}"));
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    // A client that stopped reading would hold a graceful shutdown forever: after the grace
+    // period the runtime is dropped with the thread, which closes whatever is still open.
+    tokio::select! {
+        r = std::future::IntoFuture::into_future(server) => {
+            if let Err(e) = r {
+                state.status.set_error(format!("control API: {e}"));
+            }
+        }
+        _ = async {
+            let _ = deadline.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {}
     }
     let _ = sampler.await;
 }
+
+/// How long open connections get to finish once the server is asked to stop.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(750);
 
 async fn page() -> Response {
     (
