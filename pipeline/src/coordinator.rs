@@ -471,9 +471,15 @@ fn acquire_stage(
                 kind,
                 detail,
                 device_time,
+                end_time,
             } => {
                 if let Some(r) = &recorder {
-                    r.event(kind, detail, device_time.map(|t| t.0));
+                    r.event_span(
+                        kind,
+                        detail,
+                        device_time.map(|t| t.0),
+                        end_time.map(|t| t.0),
+                    );
                 }
             }
             SourceItem::Frame { frame, meta } => {
@@ -802,6 +808,7 @@ mod tests {
                     x,
                     y: 600.0,
                     worn: true,
+                    pupil_mm: None,
                 },
                 dt_ns: 0,
             }),

@@ -233,6 +233,9 @@ impl NeonGaze {
             x: p.x,
             y: p.y,
             worn: self.is_worn(),
+            pupil_mm: self
+                .eye_state
+                .map(|e| [e.left.pupil_diameter_mm, e.right.pupil_diameter_mm]),
         })
     }
 }
