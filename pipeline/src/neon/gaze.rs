@@ -246,6 +246,28 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn eye_state_gives_the_sample_its_pupil_diameters() {
+        let mut g = NeonGaze {
+            binocular: Some(Point { x: 1.0, y: 2.0 }),
+            worn: WORN,
+            ..NeonGaze::default()
+        };
+        assert_eq!(g.to_sample(UnixNanos(1)).unwrap().pupil_mm, None);
+        let mut eye = PerEye::<EyeState>::default();
+        eye.left.pupil_diameter_mm = 3.25;
+        eye.right.pupil_diameter_mm = 4.5;
+        g.eye_state = Some(eye);
+        let mut wire = Vec::new();
+        g.encode(&mut wire).unwrap();
+        assert_eq!(wire.len(), 65);
+        let back = NeonGaze::decode(&wire).unwrap();
+        assert_eq!(
+            back.to_sample(UnixNanos(1)).unwrap().pupil_mm,
+            Some([3.25, 4.5])
+        );
+    }
+
+    #[test]
     fn decodes_the_nine_byte_variant() {
         let mut b = Vec::new();
         b.extend_from_slice(&800.5f32.to_be_bytes());

@@ -815,6 +815,56 @@ mod tests {
     }
 
     #[test]
+    fn logger_rows_carry_module_trial_and_fixed_decimal_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Counters::default();
+        let files = TrialFiles::logger(dir.path(), "P", 3);
+        let mut f = CsvFiles::create_in(&files, 1, true, false, (1600, 1200)).unwrap();
+        let t = RecordTime {
+            unix: UnixNanos(1_764_000_000_123_456_789),
+            mono: MonoNanos(5_000_000_007),
+        };
+        let g = GazeSample {
+            time: UnixNanos(1_764_000_000_000_000_999),
+            x: 800.0,
+            y: 300.0,
+            worn: true,
+            pupil_mm: Some([3.5, 4.0]),
+        };
+        f.write_gaze_at(&g, t, &c).unwrap();
+        let mut e = EventRow::now("blink", "b");
+        e.device_time_ns = Some(-1_500_000_000);
+        e.device_end_ns = Some(-1_400_000_000);
+        e.mono_ns = 7;
+        f.write_event(&e, &c).unwrap();
+        f.sync_all(&c).unwrap();
+        let gaze = read(&files.path(FileKind::Gaze));
+        assert_eq!(gaze[0], LOGGER_GAZE_HEADER);
+        assert_eq!(
+            gaze[1],
+            [
+                "EyeTracker-Neon",
+                "3",
+                "1764000000.000000",
+                "0.5",
+                "0.25",
+                "",
+                "1",
+                "3.5",
+                "4.0",
+                "1764000000.123456",
+                "5.000000007"
+            ]
+        );
+        let ev = read(&files.path(FileKind::Events));
+        assert_eq!(ev[1][2], "blink");
+        assert_eq!(ev[1][3], "-1.500000");
+        assert_eq!(ev[1][4], "-1.400000");
+        assert_eq!(ev[1][5], "100.0");
+        assert_eq!(ev[1][8], "0.000000007");
+    }
+
+    #[test]
     fn rows_reach_the_disk_in_batches_and_all_of_them_on_close() {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(Counters::default());

@@ -1478,6 +1478,27 @@ mod tests {
     use super::*;
     use crate::decode::annexb::{contains_idr, split_access_units};
 
+    /// A 4:3 picture in a 16:9 frame: black bars left and right, the picture in the middle.
+    #[test]
+    fn letterbox_centres_the_picture_between_black_bars() {
+        let mut pic = Frame::new(PixelFormat::I420, 8, 6);
+        for i in 0..3 {
+            pic.plane_mut(i).fill(200);
+        }
+        let mut out = Frame::new(PixelFormat::I420, 2, 2);
+        let (iw, ih) = crate::preview::fit_size(8, 6, 16, 6);
+        assert_eq!((iw, ih), (8, 6));
+        letterbox_into(&mut out, &pic.view(), PixelFormat::I420, (16, 6), (4, 0));
+        let y = out.plane(0);
+        for r in 0..6 {
+            assert_eq!(&y.row(r)[..4], &[16; 4]);
+            assert_eq!(&y.row(r)[4..12], &[200; 8]);
+            assert_eq!(&y.row(r)[12..], &[16; 4]);
+        }
+        let u = out.plane(1);
+        assert_eq!(u.row(0), &[128, 128, 200, 200, 200, 200, 128, 128]);
+    }
+
     /// A live source hands over access units faster than they are written: the ones that do
     /// not fit are counted, the file skips to the next IDR after each loss, and what it holds
     /// decodes without a single error.
