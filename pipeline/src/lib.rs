@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod color;
 pub mod config;
+pub mod control;
 pub mod coordinator;
 pub mod decode;
 pub mod dedupe;

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use pipeline::cli;
+use pipeline::control::{BoundControl, ControlConfig, PipelineHandles};
 use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline, PASSTHROUGH_NEEDS_H264};
 use pipeline::decode::DecoderKind;
 use pipeline::flamegraph::{FlamegraphInfo, Sampler, DEFAULT_FREQUENCY_HZ, MAX_FREQUENCY_HZ};
@@ -187,7 +188,9 @@ enum RecordFit {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("recording").multiple(true).args(["record", "session_dir"])))]
+#[command(group(
+    clap::ArgGroup::new("recording").multiple(true).args(["record", "record_root", "session_dir"])
+))]
 struct RunArgs {
     /// Read options from this TOML file (keys are these long flags, e.g. `record-fps = 10`);
     /// flags given here override it. Default: $XDG_CONFIG_HOME/eyetrack/config.toml (or
@@ -293,6 +296,26 @@ struct RunArgs {
     /// --session-dir names it), and the trial files go to its EyeTracker-Neon folder.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// Configure recording into new folders under DIR (with every --record-* flag) but start
+    /// none: the control API starts and stops recordings (needs --control).
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "control",
+        conflicts_with = "record"
+    )]
+    record_root: Option<PathBuf>,
+
+    /// Serve the control HTTP API and the browser preview on ADDR (e.g. 127.0.0.1:7000; port
+    /// 0 picks a free port). Loopback only unless --control-allow-remote.
+    #[arg(long, value_name = "ADDR")]
+    control: Option<std::net::SocketAddr>,
+    /// Allow --control on a non-loopback address (then a token is required).
+    #[arg(long, requires = "control")]
+    control_allow_remote: bool,
+    /// Bearer token every control request must carry (default: env EYETRACK_CONTROL_TOKEN).
+    #[arg(long, value_name = "TOKEN", requires = "control")]
+    control_token: Option<String>,
     /// File layout of recordings: eyetrack (a rec-<UTC time> folder per recording) or logger
     /// (RPi_Logger's numbered trial files `{prefix}_{TYPE}_trial{NNN}` in
     /// `{session-dir}/EyeTracker-Neon/`, with its CSV columns and defaults).
@@ -421,7 +444,10 @@ impl RunArgs {
         source: &pipeline::source::SourceInfo,
         delivers_h264: bool,
     ) -> anyhow::Result<Option<RecordConfig>> {
-        let root = match (&self.record, &self.session_dir) {
+        let root = match (
+            self.record.as_ref().or(self.record_root.as_ref()),
+            &self.session_dir,
+        ) {
             (Some(root), _) => root.clone(),
             (None, Some(session)) => session
                 .parent()
@@ -689,6 +715,22 @@ fn config_show(args: &RunArgs, matches: &clap::ArgMatches, config: Option<&std::
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Bound before the source connects, so a taken port fails the run before anything streams.
+    let control_bound = match args.control {
+        Some(addr) => {
+            let token = args
+                .control_token
+                .clone()
+                .or_else(|| std::env::var("EYETRACK_CONTROL_TOKEN").ok())
+                .filter(|t| !t.is_empty());
+            Some(BoundControl::bind(ControlConfig {
+                addr,
+                allow_remote: args.control_allow_remote,
+                token,
+            })?)
+        }
+        None => None,
+    };
     let toggles = args.toggles();
     let paced = !args.as_fast_as_possible;
     let source: Box<dyn Source> = match &args.source {
@@ -749,9 +791,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         "streaming"
     };
+    let live_phases = control_bound
+        .as_ref()
+        .map(|_| Arc::new(pipeline::profile::LivePhases::default()));
     let cfg = PipelineConfig {
-        record_at_start: record.is_some(),
+        record_at_start: record.is_some() && args.record_root.is_none(),
         record,
+        live_phases: live_phases.clone(),
         toggles,
         preview_box: args.preview_box(),
         overlay_style: args.overlay_style(),
@@ -778,6 +824,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let monitor = ResourceMonitor::start(Duration::from_millis(250));
     let running = RunningPipeline::start(source, cfg.clone(), Arc::clone(&control))?;
     let source_info = running.source_info().clone();
+    let control_server = match control_bound {
+        Some(bound) => {
+            let server = bound.serve(PipelineHandles::new(&running, live_phases))?;
+            // Always said (also with -q): with port 0 it is the only way to learn the port.
+            eprintln!(
+                "eyetrack: control API and preview on http://{}/",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
     let live = !args.quiet && std::io::stderr().is_terminal();
     let t0 = Instant::now();
     let mut recordings: Vec<RecordingSummary> = Vec::new();
@@ -821,6 +879,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         eprint!("\r\x1b[2K");
     }
     let latest = Arc::clone(running.latest_preview());
+    if let Some(server) = control_server {
+        recordings.extend(server.shutdown());
+    }
     if let Some(rec) = running.recorder() {
         if let Ok(s) = rec.stop() {
             recordings.push(s);

@@ -217,6 +217,10 @@ pub enum RecordError {
     AlreadyRecording(PathBuf),
     #[error("not recording")]
     NotRecording,
+    #[error("bad recording name: {0}")]
+    BadName(&'static str),
+    #[error("recording folder {0} already exists")]
+    FolderExists(PathBuf),
     #[error("recording stopped: {0}")]
     Failed(String),
     #[error("the recorder thread is gone")]
@@ -324,7 +328,7 @@ impl Recorder {
         camera_fps: f64,
         control: Arc<Control>,
         counters: Arc<Counters>,
-        profile: bool,
+        profile: StageProfile,
         blocking: bool,
     ) -> Result<(Arc<Recorder>, RecorderThreads), RecordError> {
         let logger = (cfg.layout == Layout::Logger).then(|| {
@@ -372,7 +376,7 @@ impl Recorder {
             state: Arc::clone(&state),
             scaler: Scaler::new(cfg.resize),
             overlay,
-            profile: StageProfile::new(profile),
+            profile,
         };
         let record = std::thread::Builder::new()
             .name("record".into())
@@ -414,6 +418,23 @@ impl Recorder {
 
     /// Starts a new recording (the next trial); returns its folder.
     pub fn start(&self) -> Result<PathBuf, RecordError> {
+        self.start_named(None)
+    }
+
+    /// Starts a new recording in the folder `name` under the root (a new `rec-<UTC time>` when
+    /// `None`). The name must be one plain path component (see
+    /// [`session::check_folder_name`]), so no caller can make the recorder write outside the
+    /// root; an existing folder is never reused. The logger layout names its trial files
+    /// itself and takes no name.
+    pub fn start_named(&self, name: Option<&str>) -> Result<PathBuf, RecordError> {
+        if let Some(n) = name {
+            session::check_folder_name(n).map_err(RecordError::BadName)?;
+            if self.logger.is_some() {
+                return Err(RecordError::BadName(
+                    "the logger layout names its trial files itself: start without a name".into(),
+                ));
+            }
+        }
         let mut last_trial = self.lifecycle.lock().map_err(|_| RecordError::Gone)?;
         if let Some(dir) = self.lock_state()?.active.clone() {
             return Err(RecordError::AlreadyRecording(dir));
@@ -421,11 +442,18 @@ impl Recorder {
         let started = UnixNanos::now();
         let files = match &self.logger {
             None => {
-                let dir = session::create_folder(&self.cfg.root, started).map_err(|e| {
-                    RecordError::Folder {
+                let created = match name {
+                    Some(n) => session::create_named_folder(&self.cfg.root, n),
+                    None => session::create_folder(&self.cfg.root, started),
+                };
+                let dir = created.map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => {
+                        RecordError::FolderExists(self.cfg.root.join(name.unwrap_or_default()))
+                    }
+                    _ => RecordError::Folder {
                         path: self.cfg.root.clone(),
                         reason: format!("cannot create a recording folder: {e}"),
-                    }
+                    },
                 })?;
                 TrialFiles::eyetrack(&dir, *last_trial + 1)
             }
@@ -1524,7 +1552,7 @@ mod tests {
             30.0,
             Arc::new(Control::default()),
             Arc::clone(&counters),
-            false,
+            StageProfile::new(false),
             false,
         )
         .unwrap();
