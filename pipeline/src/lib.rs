@@ -12,6 +12,7 @@ pub mod fixture;
 pub mod flamegraph;
 pub mod frame;
 pub mod gaze_match;
+pub mod live_config;
 pub mod neon;
 pub mod overlay;
 pub mod packet;

@@ -806,6 +806,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ..PipelineConfig::default()
     };
     let control = Arc::new(Control::default());
+    // What the control API's /config may change while running, starting from the flags.
+    control.live.set(pipeline::live_config::LiveValues {
+        preview_size: args.preview_box(),
+        marker: args.marker,
+        marker_radius: args.marker_radius,
+        marker_thickness: args.marker_thickness(),
+        worn_color: args.worn_color,
+        not_worn_color: args.not_worn_color,
+        hud: args.hud.is_on(),
+        record_fps: cfg.record.as_ref().map_or(args.record_fps(), |r| r.fps),
+        record_size: cfg
+            .record
+            .as_ref()
+            .map(|r| r.size.unwrap_or((scene.0 & !1, scene.1 & !1))),
+    });
     control.preview_visible.store(
         args.preview == PreviewVisibility::Visible,
         Ordering::Relaxed,

@@ -431,7 +431,7 @@ impl Recorder {
             session::check_folder_name(n).map_err(RecordError::BadName)?;
             if self.logger.is_some() {
                 return Err(RecordError::BadName(
-                    "the logger layout names its trial files itself: start without a name".into(),
+                    "the logger layout names its trial files itself: start without a name",
                 ));
             }
         }
@@ -471,11 +471,17 @@ impl Recorder {
             }
         };
         let dir = files.dir.clone();
-        let (w, h) = self.output_size();
+        // Rate and size as the control API last set them (`/config`), else as configured.
+        let live = self.control.live.get();
+        let fps = live.as_ref().map_or(self.cfg.fps, |v| v.record_fps);
+        let (w, h) = live
+            .as_ref()
+            .and_then(|v| v.record_size)
+            .unwrap_or_else(|| self.output_size());
         let spec = EncoderSpec {
             width: w,
             height: h,
-            fps: self.cfg.fps,
+            fps,
             input: if self.cfg.bgr_input {
                 PixelFormat::Bgr24
             } else {
@@ -507,7 +513,7 @@ impl Recorder {
         } else {
             None
         };
-        let manifest = self.manifest(&files, started);
+        let manifest = self.manifest(&files, started, &spec);
         let manifest_path = files.path(FileKind::Manifest);
         session::write_manifest_at(&manifest_path, &manifest).map_err(|e| RecordError::Folder {
             path: dir.clone(),
@@ -711,10 +717,10 @@ impl Recorder {
         self.state.lock().map_err(|_| RecordError::Gone)
     }
 
-    fn manifest(&self, files: &TrialFiles, started: UnixNanos) -> Manifest {
-        let (w, h) = self.output_size();
+    fn manifest(&self, files: &TrialFiles, started: UnixNanos, spec: &EncoderSpec) -> Manifest {
+        let (w, h) = (spec.width, spec.height);
         let config = serde_json::json!({
-            "fps": self.cfg.fps,
+            "fps": spec.fps,
             "size": [w, h],
             "frame_selection": self.cfg.selection,
             "encoder": self.cfg.encoder,
@@ -993,7 +999,7 @@ impl Worker {
             dir: s.files.dir.clone(),
             files: s.files,
             started: s.started,
-            selector: Selector::new(self.cfg.selection, self.cfg.fps, self.camera_fps),
+            selector: Selector::new(self.cfg.selection, s.spec.fps, self.camera_fps),
             out: Frame::new(fmt, s.spec.width, s.spec.height),
             scaled: Frame::new(fmt, 2, 2),
             converted: Frame::new(fmt, 2, 2),
