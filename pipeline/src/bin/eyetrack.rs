@@ -585,8 +585,22 @@ impl RunArgs {
             } else {
                 "the scene's size".to_string()
             }),
-            _ => None,
+            _ => self.preset_default(key),
         }
+    }
+
+    /// `config show`: the value an unset toggle takes from `--preset`.
+    fn preset_default(&self, key: &str) -> Option<String> {
+        use clap::ValueEnum;
+        let preset = self.preset.to_possible_value()?.get_name().to_owned();
+        let toggles = serde_json::to_value(self.preset.toggles()).ok()?;
+        let v = toggles.get(key.replace('-', "_"))?;
+        let given = serde_json::to_value(self.toggles()).ok()?;
+        // Only for a toggle the flags leave at the preset's value.
+        (given.get(key.replace('-', "_")) == Some(v)).then(|| {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            format!("{v} from --preset {preset}")
+        })
     }
 
     fn overlay_style(&self) -> OverlayStyle {

@@ -63,6 +63,8 @@ pub enum FileKind {
     /// The scene microphone and its timing.
     Audio,
     AudioTiming,
+    /// The device status log (battery, storage, connection).
+    Status,
     /// The recording's JSON manifest.
     Manifest,
 }
@@ -82,6 +84,7 @@ impl FileKind {
             FileKind::EyesTiming => "eyes_timing.csv",
             FileKind::Audio => "audio.wav",
             FileKind::AudioTiming => "audio_timing.csv",
+            FileKind::Status => "status.csv",
             FileKind::Manifest => "session.json",
         }
     }
@@ -102,6 +105,7 @@ impl FileKind {
             FileKind::EyesTiming => ("EYES_TIMING", "csv"),
             FileKind::Audio => ("AUDIO", "wav"),
             FileKind::AudioTiming => ("AUDIO_TIMING", "csv"),
+            FileKind::Status => ("DEVICESTATUS", "csv"),
             FileKind::Manifest => ("MANIFEST", "json"),
         }
     }
@@ -173,7 +177,7 @@ impl TrialFiles {
     /// True when any file this trial would write already exists (a session folder reused by a
     /// later run): the recorder then moves on to the next trial number rather than overwrite.
     pub fn any_exists(&self) -> bool {
-        const ALL: [FileKind; 12] = [
+        const ALL: [FileKind; 13] = [
             FileKind::Scene,
             FileKind::FrameTiming,
             FileKind::Passthrough,
@@ -185,6 +189,7 @@ impl TrialFiles {
             FileKind::EyesTiming,
             FileKind::Audio,
             FileKind::AudioTiming,
+            FileKind::Status,
             FileKind::Manifest,
         ];
         ALL.iter().any(|&k| self.path(k).exists())
