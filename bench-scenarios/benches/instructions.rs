@@ -208,6 +208,7 @@ fn csv_gaze_rows(
             x: 812.25,
             y: 604.5,
             worn: true,
+            pupil_mm: None,
         };
         s.0.write_gaze(black_box(&g), &s.1).expect("write");
     }

@@ -48,6 +48,7 @@ fn csv_rows(c: &mut Criterion) {
                         x: 812.25,
                         y: 604.5,
                         worn: true,
+                        pupil_mm: None,
                     };
                     files.write_gaze(black_box(&s), &counters).expect("write");
                 })

@@ -79,6 +79,9 @@ pub struct Control {
     pub stop: AtomicBool,
     /// A network source lost its device and is reconnecting; the preview says so.
     pub disconnected: AtomicBool,
+    /// Preview box, overlay look and the next recording's rate and size, changeable while
+    /// running (the control API's `/config`); unset, the pipeline's configuration holds.
+    pub live: crate::live_config::LiveConfig,
 }
 
 impl Default for Control {
@@ -89,6 +92,7 @@ impl Default for Control {
             paused: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             disconnected: AtomicBool::new(false),
+            live: crate::live_config::LiveConfig::default(),
         }
     }
 }
@@ -478,9 +482,15 @@ fn acquire_stage(
                 kind,
                 detail,
                 device_time,
+                end_time,
             } => {
                 if let Some(r) = &recorder {
-                    r.event(kind, detail, device_time.map(|t| t.0));
+                    r.event_span(
+                        kind,
+                        detail,
+                        device_time.map(|t| t.0),
+                        end_time.map(|t| t.0),
+                    );
                 }
             }
             SourceItem::Frame { frame, meta } => {
@@ -600,6 +610,29 @@ struct PreviewState {
     fps: FpsMeter,
     /// Resizes done (a duplicate frame reuses the last one).
     scales: u64,
+    /// The preview box and HUD switch in effect, and the [`Control::live`] generation they
+    /// came from.
+    preview_box: (usize, usize),
+    hud: bool,
+    live_generation: u64,
+}
+
+impl PreviewState {
+    /// Takes a run-time configuration change (a rare event: the overlay's sprites are rebuilt).
+    fn follow_live(&mut self, control: &Control, cfg: &PipelineConfig) -> Result<(), RenderError> {
+        let g = control.live.generation();
+        if g == self.live_generation {
+            return Ok(());
+        }
+        self.live_generation = g;
+        if let Some(v) = control.live.get() {
+            let style = v.overlay_style(&cfg.overlay_style);
+            self.overlay = Overlay::new(cfg.toggles.overlay, style)?;
+            self.preview_box = v.preview_size;
+            self.hud = v.hud;
+        }
+        Ok(())
+    }
 }
 
 fn preview_stage(
@@ -624,6 +657,9 @@ fn preview_stage(
         pool: FramePool::new(3),
         fps: FpsMeter::default(),
         scales: 0,
+        preview_box: cfg.preview_box,
+        hud: cfg.overlay_style.hud,
+        live_generation: 0,
     };
     // The last job, re-rendered with a "disconnected" HUD while a network source has lost its
     // device (no new frames would ever repaint the preview otherwise).
@@ -687,9 +723,10 @@ fn render(
     profile: &mut StageProfile,
     control: &Control,
 ) -> Result<Arc<Frame>, RenderError> {
+    st.follow_live(control, cfg)?;
     let span = profile.start();
     let src = job.processed.view();
-    let (w, h) = fit_size(src.width, src.height, cfg.preview_box.0, cfg.preview_box.1);
+    let (w, h) = fit_size(src.width, src.height, st.preview_box.0, st.preview_box.1);
     let reuse = st
         .scaled_from
         .as_ref()
@@ -716,6 +753,7 @@ fn render(
     } else {
         "streaming"
     };
+    let hud_on = st.hud;
     let PreviewState {
         scaled,
         overlay,
@@ -736,7 +774,7 @@ fn render(
             let scale = w as f32 / scene_width.max(1.0);
             overlay.draw_gaze(f, g.sample.x * scale, g.sample.y * scale, g.sample.worn)?;
         }
-        if cfg.overlay_style.hud {
+        if hud_on {
             let hud = Hud {
                 fps,
                 frame_index: job.meta.camera_index,
@@ -812,6 +850,7 @@ mod tests {
                     x,
                     y: 600.0,
                     worn: true,
+                    pupil_mm: None,
                 },
                 dt_ns: 0,
             }),
@@ -840,6 +879,9 @@ mod tests {
             pool: FramePool::new(4),
             fps: FpsMeter::default(),
             scales: 0,
+            preview_box: cfg.preview_box,
+            hud: cfg.overlay_style.hud,
+            live_generation: 0,
         };
         let mut profile = StageProfile::new(true);
         let control = Control::default();

@@ -93,6 +93,7 @@ mod tests {
             x: t as f32,
             y: 0.0,
             worn: true,
+            pupil_mm: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod color;
+pub mod config;
 pub mod control;
 pub mod coordinator;
 pub mod decode;
@@ -11,6 +12,7 @@ pub mod fixture;
 pub mod flamegraph;
 pub mod frame;
 pub mod gaze_match;
+pub mod live_config;
 pub mod neon;
 pub mod overlay;
 pub mod packet;

@@ -13,6 +13,9 @@ pub struct GazeSample {
     pub y: f32,
     /// Whether the glasses were on the head; the overlay colours the indicator by it.
     pub worn: bool,
+    /// Pupil diameters in mm (left, right), when the device sends eye state (protocol doc
+    /// 6.1, the 65-, 89- and 105-byte variants); recorded in the logger layout's GAZEDATA.
+    pub pupil_mm: Option<[f32; 2]>,
 }
 
 /// One IMU sample as the Neon reports it: gyro in deg/s, acceleration in g, orientation as a

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use pipeline::cli;
 use pipeline::control::{BoundControl, ControlConfig, PipelineHandles};
@@ -20,6 +20,7 @@ use pipeline::overlay::{MarkerShape, OverlayMode, OverlayStyle, Rgb};
 use pipeline::platform;
 use pipeline::preview::{fit_size, ResizeFilter};
 use pipeline::record::encoder::EncoderKind;
+use pipeline::record::layout::Layout;
 use pipeline::record::select::FrameSelection;
 use pipeline::record::{RecordConfig, RecordingSummary};
 use pipeline::report::{ReportInputs, RunReport};
@@ -47,11 +48,21 @@ struct Cli {
 enum Command {
     /// Run the pipeline on a source and report per-phase latency, CPU and the targets.
     Run(Box<RunArgs>),
+    /// The runtime configuration file of `eyetrack run`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print this machine's platform capabilities as JSON.
     Platform,
     /// Recorded RTSP fixtures: inspect, synthesize, import.
     #[command(subcommand)]
     Fixture(pipeline::fixture::cli::FixtureCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print the effective configuration of `eyetrack run` with these flags (and the config
+    /// file) as TOML: a config file that gives exactly this configuration.
+    Show(Box<RunArgs>),
 }
 
 /// Where frames come from.
@@ -154,9 +165,38 @@ enum PreviewVisibility {
     Hidden,
 }
 
+/// Defaults that differ with `--layout logger` (the data logger's own), where a flag is not
+/// given. See the README, "Output layouts".
+const LOGGER_RECORD_FPS: u32 = 10;
+const EYETRACK_RECORD_FPS: u32 = 5;
+/// The logger records 1280x720, which stretches the Neon's 4:3 scene (1600x1200); 1280 wide
+/// keeps its aspect (1280x960). `--record-fit letterbox` gives the logger's 1280x720 with bars.
+const LOGGER_RECORD_WIDTH: usize = 1280;
+const LOGGER_LETTERBOX_SIZE: (usize, usize) = (1280, 720);
+const LOGGER_PREVIEW: (usize, usize) = (640, 480);
+const EYETRACK_PREVIEW: (usize, usize) = (640, 360);
+const LOGGER_MARKER_THICKNESS: u32 = 1;
+const EYETRACK_MARKER_THICKNESS: u32 = 2;
+
+/// How the recorded frame is filled when its aspect differs from the scene's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RecordFit {
+    /// Scale to the whole frame (aspect not kept).
+    Stretch,
+    /// Keep the aspect: scale to fit and fill the rest with black bars.
+    Letterbox,
+}
+
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("recording").args(["record", "record_root"])))]
+#[command(group(
+    clap::ArgGroup::new("recording").multiple(true).args(["record", "record_root", "session_dir"])
+))]
 struct RunArgs {
+    /// Read options from this TOML file (keys are these long flags, e.g. `record-fps = 10`);
+    /// flags given here override it. Default: $XDG_CONFIG_HOME/eyetrack/config.toml (or
+    /// ~/.config/eyetrack/config.toml) when it exists; `--config /dev/null` reads none.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Frame source: `synthetic` (built in, deterministic), `fixture:PATH` (a recorded .etfx
     /// replayed in-process), `neon://HOST[:PORT]` (a Neon Companion; PORT is its HTTP API port,
     /// default 8080) or `discover` (find the Neon over mDNS).
@@ -210,9 +250,10 @@ struct RunArgs {
     #[arg(long, value_enum)]
     reduced_processing: Option<OnOff>,
 
-    /// Box the preview is scaled to fit (aspect ratio kept).
-    #[arg(long, value_parser = parse_size, default_value = "640x360")]
-    preview_size: (usize, usize),
+    /// Box the preview is scaled to fit (aspect ratio kept). Default 640x360; 640x480 with
+    /// --layout logger.
+    #[arg(long, value_parser = parse_size)]
+    preview_size: Option<(usize, usize)>,
     /// Whether someone is looking at the preview (drives reduced processing).
     #[arg(long, value_enum, default_value_t = PreviewVisibility::Visible)]
     preview: PreviewVisibility,
@@ -223,9 +264,9 @@ struct RunArgs {
     /// Gaze marker radius in preview pixels.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]
     marker_radius: u32,
-    /// Gaze marker line thickness in preview pixels.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
-    marker_thickness: u32,
+    /// Gaze marker line thickness in preview pixels. Default 2; 1 with --layout logger.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
+    marker_thickness: Option<u32>,
     /// Marker colour while the glasses are worn (RRGGBB).
     #[arg(long, value_parser = parse_rgb, default_value = "ffff00")]
     worn_color: Rgb,
@@ -251,12 +292,18 @@ struct RunArgs {
 
     /// Record into a new folder (rec-<UTC time>) under DIR for the whole run: video,
     /// frame_timing.csv, gaze.csv, imu.csv, events.csv, session.json. DIR is created if its
-    /// parent exists.
+    /// parent exists. With --layout logger: the session folder is created under DIR (unless
+    /// --session-dir names it), and the trial files go to its EyeTracker-Neon folder.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
     /// Configure recording into new folders under DIR (with every --record-* flag) but start
     /// none: the control API starts and stops recordings (needs --control).
-    #[arg(long, value_name = "DIR", requires = "control")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "control",
+        conflicts_with = "record"
+    )]
     record_root: Option<PathBuf>,
 
     /// Serve the control HTTP API and the browser preview on ADDR (e.g. 127.0.0.1:7000; port
@@ -269,13 +316,32 @@ struct RunArgs {
     /// Bearer token every control request must carry (default: env EYETRACK_CONTROL_TOKEN).
     #[arg(long, value_name = "TOKEN", requires = "control")]
     control_token: Option<String>,
-    /// Recorded frames per second.
-    #[arg(long, default_value_t = 5, requires = "recording",
+    /// File layout of recordings: eyetrack (a rec-<UTC time> folder per recording) or logger
+    /// (RPi_Logger's numbered trial files `{prefix}_{TYPE}_trial{NNN}` in
+    /// `{session-dir}/EyeTracker-Neon/`, with its CSV columns and defaults).
+    #[arg(long, value_enum, default_value_t = Layout::Eyetrack)]
+    layout: Layout,
+    /// --layout logger: the session folder (created if its parent exists). Default: a folder
+    /// session_<UTC start time> under --record DIR.
+    #[arg(long, value_name = "DIR")]
+    session_dir: Option<PathBuf>,
+    /// --layout logger: file name prefix. Default: the session folder's name after its first
+    /// `_`, then `_EYETRACKER-NEON` (session_20261124_212417 gives
+    /// 20261124_212417_EYETRACKER-NEON).
+    #[arg(long, value_name = "P", requires = "recording")]
+    prefix: Option<String>,
+    /// Recorded frames per second. Default 5; 10 with --layout logger.
+    #[arg(long, requires = "recording",
           value_parser = clap::value_parser!(u32).range(1..=30))]
-    record_fps: u32,
-    /// Recorded frame size (default: the scene's size), scaled with the preview's filter.
+    record_fps: Option<u32>,
+    /// Recorded frame size, scaled with the preview's filter. Default: the scene's size; with
+    /// --layout logger the scene scaled to 1280 wide (1280x960 for the Neon), or 1280x720 with
+    /// --record-fit letterbox.
     #[arg(long, value_parser = parse_size, requires = "recording")]
     record_size: Option<(usize, usize)>,
+    /// How the scene fills a recorded frame of another aspect ratio.
+    #[arg(long, value_enum, default_value_t = RecordFit::Stretch, requires = "recording")]
+    record_fit: RecordFit,
     /// timer: fixed output rate, repeating the latest frame; camera: unique frames only.
     #[arg(long, value_enum)]
     frame_selection: Option<FrameSelection>,
@@ -378,12 +444,28 @@ impl RunArgs {
         source: &pipeline::source::SourceInfo,
         delivers_h264: bool,
     ) -> anyhow::Result<Option<RecordConfig>> {
-        let Some(root) = self.record.as_ref().or(self.record_root.as_ref()) else {
-            return Ok(None);
+        let root = match (
+            self.record.as_ref().or(self.record_root.as_ref()),
+            &self.session_dir,
+        ) {
+            (Some(root), _) => root.clone(),
+            (None, Some(session)) => session
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from),
+            (None, None) => return Ok(None),
         };
-        let mut rc = RecordConfig::new(root.clone());
-        rc.fps = self.record_fps;
-        rc.size = self.record_size;
+        anyhow::ensure!(
+            self.layout == Layout::Logger || (self.session_dir.is_none() && self.prefix.is_none()),
+            "--session-dir and --prefix apply to --layout logger"
+        );
+        let mut rc = RecordConfig::new(root);
+        rc.layout = self.layout;
+        rc.session_dir = self.session_dir.clone();
+        rc.prefix = self.prefix.clone();
+        rc.fps = self.record_fps();
+        rc.size = self.record_size(scene);
+        rc.letterbox = self.record_fit == RecordFit::Letterbox;
         rc.selection = toggles.frame_selection;
         rc.encoder = toggles.encoder.resolve(caps.has_nvenc)?;
         if rc.encoder == EncoderKind::Passthrough {
@@ -408,13 +490,14 @@ impl RunArgs {
         rc.resize = toggles.resize;
         rc.overlay_mode = toggles.overlay;
         // The preview's marker, scaled from preview pixels to recorded pixels.
-        let out_w = self.record_size.map_or(scene.0, |s| s.0) as f32;
-        let (pw, _) = fit_size(scene.0, scene.1, self.preview_size.0, self.preview_size.1);
+        let out_w = rc.size.map_or(scene.0, |s| s.0) as f32;
+        let (bw, bh) = self.preview_box();
+        let (pw, _) = fit_size(scene.0, scene.1, bw, bh);
         let k = (out_w / pw.max(1) as f32).max(1.0);
         rc.marker = OverlayStyle {
             shape: self.marker,
             radius: ((self.marker_radius as f32 * k).round() as u32).clamp(1, 256),
-            thickness: ((self.marker_thickness as f32 * k).round() as u32).clamp(1, 64),
+            thickness: ((self.marker_thickness() as f32 * k).round() as u32).clamp(1, 64),
             dot_radius: 0,
             worn: self.worn_color,
             not_worn: self.not_worn_color,
@@ -433,11 +516,98 @@ impl RunArgs {
         Ok(Some(rc))
     }
 
+    fn is_logger(&self) -> bool {
+        self.layout == Layout::Logger
+    }
+
+    fn record_fps(&self) -> u32 {
+        self.record_fps.unwrap_or(if self.is_logger() {
+            LOGGER_RECORD_FPS
+        } else {
+            EYETRACK_RECORD_FPS
+        })
+    }
+
+    /// The recorded size: the flag, else the layout's default for this scene.
+    fn record_size(&self, scene: (usize, usize)) -> Option<(usize, usize)> {
+        if self.record_size.is_some() || !self.is_logger() {
+            return self.record_size;
+        }
+        if self.record_fit == RecordFit::Letterbox {
+            return Some(LOGGER_LETTERBOX_SIZE);
+        }
+        let (w, h) = (scene.0.max(2), scene.1.max(2));
+        let out_h = ((LOGGER_RECORD_WIDTH * h + w / 2) / w).max(16) & !1;
+        Some((LOGGER_RECORD_WIDTH, out_h))
+    }
+
+    fn preview_box(&self) -> (usize, usize) {
+        self.preview_size.unwrap_or(if self.is_logger() {
+            LOGGER_PREVIEW
+        } else {
+            EYETRACK_PREVIEW
+        })
+    }
+
+    fn marker_thickness(&self) -> u32 {
+        self.marker_thickness.unwrap_or(if self.is_logger() {
+            LOGGER_MARKER_THICKNESS
+        } else {
+            EYETRACK_MARKER_THICKNESS
+        })
+    }
+
+    /// `config show`: what an unset flag with a layout-dependent default comes to.
+    fn layout_default(&self, key: &str) -> Option<String> {
+        let layout = self.layout.name();
+        let size = |(w, h): (usize, usize)| format!("{w}x{h}");
+        match key {
+            "record-fps" if self.record_fps.is_none() => {
+                Some(format!("{} with --layout {layout}", self.record_fps()))
+            }
+            "preview-size" if self.preview_size.is_none() => Some(format!(
+                "{} with --layout {layout}",
+                size(self.preview_box())
+            )),
+            "marker-thickness" if self.marker_thickness.is_none() => Some(format!(
+                "{} with --layout {layout}",
+                self.marker_thickness()
+            )),
+            "record-size" if self.record_size.is_none() => Some(if self.is_logger() {
+                match self.record_size((1600, 1200)) {
+                    Some(s) if self.record_fit == RecordFit::Letterbox => {
+                        format!("{} with --layout logger --record-fit letterbox", size(s))
+                    }
+                    _ => "the scene scaled to 1280 wide with --layout logger (1280x960 for \
+                          the Neon's 1600x1200)"
+                        .to_string(),
+                }
+            } else {
+                "the scene's size".to_string()
+            }),
+            _ => self.preset_default(key),
+        }
+    }
+
+    /// `config show`: the value an unset toggle takes from `--preset`.
+    fn preset_default(&self, key: &str) -> Option<String> {
+        use clap::ValueEnum;
+        let preset = self.preset.to_possible_value()?.get_name().to_owned();
+        let toggles = serde_json::to_value(self.preset.toggles()).ok()?;
+        let v = toggles.get(key.replace('-', "_"))?;
+        let given = serde_json::to_value(self.toggles()).ok()?;
+        // Only for a toggle the flags leave at the preset's value.
+        (given.get(key.replace('-', "_")) == Some(v)).then(|| {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            format!("{v} from --preset {preset}")
+        })
+    }
+
     fn overlay_style(&self) -> OverlayStyle {
         OverlayStyle {
             shape: self.marker,
             radius: self.marker_radius,
-            thickness: self.marker_thickness,
+            thickness: self.marker_thickness(),
             worn: self.worn_color,
             not_worn: self.not_worn_color,
             hud: self.hud.is_on(),
@@ -446,13 +616,84 @@ impl RunArgs {
     }
 }
 
+/// The command with the run flags' later occurrences overriding earlier ones, so config-file
+/// values (inserted first) give way to the command line.
+fn command() -> clap::Command {
+    Cli::command()
+        .mut_subcommand("run", |c| c.args_override_self(true))
+        .mut_subcommand("config", |c| {
+            c.mut_subcommand("show", |s| s.args_override_self(true))
+        })
+}
+
+/// Where the run flags start in `argv` (after `run` or `config show`), if this is such a
+/// command line.
+fn run_flags_start(argv: &[std::ffi::OsString]) -> Option<usize> {
+    match argv.get(1).and_then(|a| a.to_str()) {
+        Some("run") => Some(2),
+        Some("config") if argv.get(2).and_then(|a| a.to_str()) == Some("show") => Some(3),
+        _ => None,
+    }
+}
+
+/// The config file in effect: `--config FILE`, else the default location if it exists.
+fn config_path(flags: &[std::ffi::OsString]) -> Option<PathBuf> {
+    pipeline::config::config_flag(flags)
+        .or_else(|| pipeline::config::default_path().filter(|p| p.is_file()))
+}
+
+/// Parses the command line with the config file's values in front of the run flags.
+fn parse() -> Result<(Cli, clap::ArgMatches, Option<PathBuf>), ExitCode> {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut config = None;
+    if let Some(start) = run_flags_start(&argv) {
+        let flags = argv.get(start..).unwrap_or_default();
+        if let Some(path) = config_path(flags) {
+            let run_cmd = RunArgs::augment_args(clap::Command::new("run"));
+            match pipeline::config::file_args(&run_cmd, &path) {
+                Ok(file_args) => {
+                    argv.splice(start..start, file_args);
+                    config = Some(path);
+                }
+                Err(e) => {
+                    eprintln!("eyetrack: error: {}", cli::one_line(&e.to_string()));
+                    return Err(ExitCode::from(2));
+                }
+            }
+        }
+    }
+    let matches = command().try_get_matches_from(&argv).map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("eyetrack: {}", cli::one_line(&e.render().to_string()));
+        ExitCode::from(2)
+    })?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| {
+        eprintln!("eyetrack: {}", cli::one_line(&e.render().to_string()));
+        ExitCode::from(2)
+    })?;
+    Ok((cli, matches, config))
+}
+
 fn main() -> ExitCode {
-    let cli = match cli::parse_or_exit::<Cli>("eyetrack") {
+    let (cli, matches, config) = match parse() {
         Ok(c) => c,
         Err(code) => return code,
     };
     let result = match cli.command {
         Command::Run(args) => run(*args),
+        Command::Config(ConfigCommand::Show(args)) => {
+            config_show(&args, &matches, config.as_deref());
+            Ok(())
+        }
         Command::Platform => serde_json::to_string_pretty(platform::detect())
             .map(|s| println!("{s}"))
             .map_err(Into::into),
@@ -465,6 +706,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `eyetrack config show`: the effective configuration as a config file.
+fn config_show(args: &RunArgs, matches: &clap::ArgMatches, config: Option<&std::path::Path>) {
+    let Some(m) = matches
+        .subcommand_matches("config")
+        .and_then(|m| m.subcommand_matches("show"))
+    else {
+        return;
+    };
+    let run_cmd = RunArgs::augment_args(clap::Command::new("run"));
+    let header = format!(
+        "eyetrack run: effective configuration (config file: {}).\n\
+         Keys are the long flags of `eyetrack run`; a commented key is at its default.",
+        config.map_or_else(|| "none".to_string(), |p| p.display().to_string())
+    );
+    print!(
+        "{}",
+        pipeline::config::render(&run_cmd, m, &header, &|k| args.layout_default(k))
+    );
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -548,17 +809,32 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|_| Arc::new(pipeline::profile::LivePhases::default()));
     let cfg = PipelineConfig {
-        record_at_start: record.is_some() && args.record.is_some(),
+        record_at_start: record.is_some() && args.record_root.is_none(),
         record,
         live_phases: live_phases.clone(),
         toggles,
-        preview_box: args.preview_size,
+        preview_box: args.preview_box(),
         overlay_style: args.overlay_style(),
         profile: !args.no_profile,
         live: paced,
         ..PipelineConfig::default()
     };
     let control = Arc::new(Control::default());
+    // What the control API's /config may change while running, starting from the flags.
+    control.live.set(pipeline::live_config::LiveValues {
+        preview_size: args.preview_box(),
+        marker: args.marker,
+        marker_radius: args.marker_radius,
+        marker_thickness: args.marker_thickness(),
+        worn_color: args.worn_color,
+        not_worn_color: args.not_worn_color,
+        hud: args.hud.is_on(),
+        record_fps: cfg.record.as_ref().map_or(args.record_fps(), |r| r.fps),
+        record_size: cfg
+            .record
+            .as_ref()
+            .map(|r| r.size.unwrap_or((scene.0 & !1, scene.1 & !1))),
+    });
     control.preview_visible.store(
         args.preview == PreviewVisibility::Visible,
         Ordering::Relaxed,
@@ -671,7 +947,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             scenario,
             source: source_info,
             toggles,
-            preview_box: args.preview_size,
+            preview_box: args.preview_box(),
             paced,
             resources,
             flamegraph,

@@ -10,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -112,6 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/preview/visible", post(preview_visible))
         .route("/pause", post(pause))
         .route("/resume", post(resume))
+        .route("/config", get(config_get).merge(put(config_put)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -384,4 +385,40 @@ async fn pause(State(s): State<Arc<AppState>>) -> Response {
 async fn resume(State(s): State<Arc<AppState>>) -> Response {
     s.handles.control.paused.store(false, Ordering::Relaxed);
     Json(json!({ "state": "running" })).into_response()
+}
+
+/// `GET /config`: the options that can change while running (see [`crate::live_config`]).
+async fn config_get(State(s): State<Arc<AppState>>) -> ApiResult {
+    match s.handles.control.live.get() {
+        Some(v) => Ok(Json(v.to_json()).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this pipeline was started without run-time configuration",
+        )),
+    }
+}
+
+/// `PUT /config`: changes some of them (a JSON object of the fields to change, all or none);
+/// the preview follows at its next frame, recording from its next start. A refusal is a 400
+/// naming the field.
+async fn config_put(
+    State(s): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Some(patch) = parse_body::<serde_json::Value>(body)? else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "body must be a JSON object of fields to change: {}",
+                crate::live_config::KEYS.join(", ")
+            ),
+        ));
+    };
+    let v = s
+        .handles
+        .control
+        .live
+        .apply(&patch)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(Json(v.to_json()).into_response())
 }

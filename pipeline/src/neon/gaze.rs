@@ -233,6 +233,9 @@ impl NeonGaze {
             x: p.x,
             y: p.y,
             worn: self.is_worn(),
+            pupil_mm: self
+                .eye_state
+                .map(|e| [e.left.pupil_diameter_mm, e.right.pupil_diameter_mm]),
         })
     }
 }
@@ -241,6 +244,28 @@ impl NeonGaze {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn eye_state_gives_the_sample_its_pupil_diameters() {
+        let mut g = NeonGaze {
+            binocular: Some(Point { x: 1.0, y: 2.0 }),
+            worn: WORN,
+            ..NeonGaze::default()
+        };
+        assert_eq!(g.to_sample(UnixNanos(1)).unwrap().pupil_mm, None);
+        let mut eye = PerEye::<EyeState>::default();
+        eye.left.pupil_diameter_mm = 3.25;
+        eye.right.pupil_diameter_mm = 4.5;
+        g.eye_state = Some(eye);
+        let mut wire = Vec::new();
+        g.encode(&mut wire).unwrap();
+        assert_eq!(wire.len(), 65);
+        let back = NeonGaze::decode(&wire).unwrap();
+        assert_eq!(
+            back.to_sample(UnixNanos(1)).unwrap().pupil_mm,
+            Some([3.25, 4.5])
+        );
+    }
 
     #[test]
     fn decodes_the_nine_byte_variant() {

@@ -1,5 +1,6 @@
-//! The recording's CSV files (frame timing, passthrough timing, gaze, IMU, events) and the thread
-//! that writes them with batched flushes (plan 1.2), periodic and final fsync (plan 1.4).
+//! The recording's CSV files (frame timing, passthrough timing, gaze, IMU, events) in either
+//! layout's columns, and the thread that writes them with batched flushes (plan 1.2), periodic
+//! and final fsync (plan 1.4).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,27 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
+use super::layout::{FileKind, Layout, TrialFiles, LOGGER_MODULE};
 use crate::profile::Counters;
 use crate::sensors::{GazeSample, ImuSample};
 use crate::time::{MonoNanos, UnixNanos};
+
+/// When the host took a sample in (both clocks): the logger layout's `record_time_unix` and
+/// `record_time_mono`, taken on the thread that hands the sample to the recorder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordTime {
+    pub unix: UnixNanos,
+    pub mono: MonoNanos,
+}
+
+impl RecordTime {
+    pub fn now() -> Self {
+        RecordTime {
+            unix: UnixNanos::now(),
+            mono: MonoNanos::now(),
+        }
+    }
+}
 
 /// One row of `frame_timing.csv`: what was written as output frame `output_index`.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -51,6 +70,9 @@ pub struct PassthroughRow {
     pub received_mono_ns: u64,
     /// When the recorder wrote it (CLOCK_MONOTONIC).
     pub write_mono_ns: u64,
+    /// The same moment on the wall clock (logger layout only).
+    #[serde(skip)]
+    pub write_unix_ns: i64,
     /// Annex B size as received.
     pub bytes: u64,
     /// 1 when it holds an IDR picture (a point where playback can start).
@@ -96,6 +118,10 @@ pub struct EventRow {
     pub mono_ns: u64,
     /// Device time the event refers to, when it has one (user events, gaps).
     pub device_time_ns: Option<i64>,
+    /// Device time the event ended (fixations, saccades, blinks): the logger layout's
+    /// `end_timestamp`; eyetrack's events.csv keeps it in `detail`.
+    #[serde(skip)]
+    pub device_end_ns: Option<i64>,
     /// recording_start, recording_stop, user, encoder_died, encoder_restart, gap,
     /// queue_full, fsync, error, passthrough_start, passthrough_segment,
     /// passthrough_skipped, time_backwards.
@@ -109,6 +135,7 @@ impl EventRow {
             unix_ns: UnixNanos::now().0,
             mono_ns: MonoNanos::now().0,
             device_time_ns: None,
+            device_end_ns: None,
             kind,
             detail: detail.into(),
         }
@@ -120,8 +147,8 @@ pub enum CsvMsg {
     Open(Box<CsvFiles>),
     Timing(TimingRow),
     Passthrough(PassthroughRow),
-    Gaze(GazeSample),
-    Imu(ImuSample),
+    Gaze(GazeSample, RecordTime),
+    Imu(ImuSample, RecordTime),
     Event(EventRow),
     /// Flush everything and fsync: the recorder's periodic sync point.
     Sync,
@@ -231,6 +258,20 @@ pub struct CsvFiles {
     gaze: RowFile,
     imu: RowFile,
     events: RowFile,
+    /// Logger layout: the trial and what its rows need; `None` writes eyetrack's columns.
+    logger: Option<LoggerRows>,
+}
+
+/// What the logger layout's rows carry beyond a sample.
+struct LoggerRows {
+    trial: u32,
+    /// The scene size gaze pixels refer to, for normalized gaze.
+    scene_w: f32,
+    scene_h: f32,
+    /// Last `record_time_mono` written to EVENT: events come from several threads, so a row
+    /// stamped a few microseconds before the previous one is written at the previous time to
+    /// keep the column non-decreasing, as a reader aligning files expects.
+    last_event_mono: u64,
 }
 
 impl CsvFiles {
@@ -247,23 +288,197 @@ impl CsvFiles {
         overlay_video: bool,
         passthrough: bool,
     ) -> std::io::Result<Self> {
+        Self::create_in(
+            &TrialFiles::eyetrack(dir, 1),
+            flush_every,
+            overlay_video,
+            passthrough,
+            (1, 1),
+        )
+    }
+
+    /// Creates the files a layout names for one trial, in that layout's columns. `scene` is the
+    /// size gaze pixel coordinates refer to (the logger layout writes gaze normalized to it).
+    pub fn create_in(
+        files: &TrialFiles,
+        flush_every: u32,
+        overlay_video: bool,
+        passthrough: bool,
+        scene: (usize, usize),
+    ) -> std::io::Result<Self> {
         let n = flush_every as u64;
+        let logger = files.layout == Layout::Logger;
+        let h = |eyetrack: &'static [&'static str], logger_header: &'static [&'static str]| {
+            if logger {
+                logger_header
+            } else {
+                eyetrack
+            }
+        };
+        let file = |kind: FileKind, header: &[&str]| RowFile::create(files.path(kind), n, header);
         Ok(CsvFiles {
             timing: overlay_video
-                .then(|| RowFile::create(dir.join("frame_timing.csv"), n, TIMING_HEADER))
+                .then(|| file(FileKind::FrameTiming, h(TIMING_HEADER, LOGGER_FRAME_HEADER)))
                 .transpose()?,
             passthrough: passthrough
-                .then(|| RowFile::create(dir.join("passthrough_timing.csv"), n, PASSTHROUGH_HEADER))
+                .then(|| {
+                    file(
+                        FileKind::PassthroughTiming,
+                        h(PASSTHROUGH_HEADER, LOGGER_PASSTHROUGH_HEADER),
+                    )
+                })
                 .transpose()?,
-            gaze: RowFile::create(dir.join("gaze.csv"), n, GAZE_HEADER)?,
-            imu: RowFile::create(dir.join("imu.csv"), n, IMU_HEADER)?,
-            events: RowFile::create(dir.join("events.csv"), n, EVENT_HEADER)?,
+            gaze: file(FileKind::Gaze, h(GAZE_HEADER, LOGGER_GAZE_HEADER))?,
+            imu: file(FileKind::Imu, h(IMU_HEADER, LOGGER_IMU_HEADER))?,
+            events: file(FileKind::Events, h(EVENT_HEADER, LOGGER_EVENT_HEADER))?,
+            logger: logger.then(|| LoggerRows {
+                trial: files.trial,
+                scene_w: scene.0.max(1) as f32,
+                scene_h: scene.1.max(1) as f32,
+                last_event_mono: 0,
+            }),
         })
     }
 
     /// One gaze row, as the writer thread writes it (public for the CSV benches).
     pub fn write_gaze(&mut self, g: &GazeSample, c: &Counters) -> Result<(), String> {
-        self.gaze.write(&gaze_row(g), c)
+        self.write_gaze_at(g, RecordTime::now(), c)
+    }
+
+    fn write_gaze_at(&mut self, g: &GazeSample, t: RecordTime, c: &Counters) -> Result<(), String> {
+        match &self.logger {
+            None => self.gaze.write(&gaze_row(g), c),
+            Some(l) => {
+                let row = LoggerGazeRow {
+                    module: LOGGER_MODULE,
+                    trial: l.trial,
+                    gaze_timestamp: Secs6(g.time.0),
+                    norm_pos_x: g.x / l.scene_w,
+                    norm_pos_y: g.y / l.scene_h,
+                    confidence: None,
+                    worn: g.worn as u8,
+                    pupil_left_diam: g.pupil_mm.map(|p| p[0]),
+                    pupil_right_diam: g.pupil_mm.map(|p| p[1]),
+                    record_time_unix: Secs6(t.unix.0),
+                    record_time_mono: Secs9(t.mono.0),
+                };
+                self.gaze.write(&row, c)
+            }
+        }
+    }
+
+    fn write_imu(&mut self, s: &ImuSample, t: RecordTime, c: &Counters) -> Result<(), String> {
+        match &self.logger {
+            None => self.imu.write(
+                &ImuRow {
+                    device_time_ns: s.time.0,
+                    gyro_x_dps: s.gyro_dps[0],
+                    gyro_y_dps: s.gyro_dps[1],
+                    gyro_z_dps: s.gyro_dps[2],
+                    accel_x_g: s.accel_g[0],
+                    accel_y_g: s.accel_g[1],
+                    accel_z_g: s.accel_g[2],
+                    quat_w: s.quaternion[0],
+                    quat_x: s.quaternion[1],
+                    quat_y: s.quaternion[2],
+                    quat_z: s.quaternion[3],
+                },
+                c,
+            ),
+            Some(l) => {
+                let row = LoggerImuRow {
+                    module: LOGGER_MODULE,
+                    trial: l.trial,
+                    timestamp: Secs6(s.time.0),
+                    accel_x: s.accel_g[0],
+                    accel_y: s.accel_g[1],
+                    accel_z: s.accel_g[2],
+                    gyro_x: s.gyro_dps[0],
+                    gyro_y: s.gyro_dps[1],
+                    gyro_z: s.gyro_dps[2],
+                    quat_w: s.quaternion[0],
+                    quat_x: s.quaternion[1],
+                    quat_y: s.quaternion[2],
+                    quat_z: s.quaternion[3],
+                    record_time_unix: Secs6(t.unix.0),
+                    record_time_mono: Secs9(t.mono.0),
+                };
+                self.imu.write(&row, c)
+            }
+        }
+    }
+
+    fn write_timing(&mut self, r: &TimingRow, c: &Counters) -> Result<(), String> {
+        let Some(file) = self.timing.as_mut() else {
+            return Ok(());
+        };
+        match &self.logger {
+            None => file.write(r, c),
+            Some(l) => file.write(
+                &LoggerFrameRow {
+                    module: LOGGER_MODULE,
+                    trial: l.trial,
+                    frame_index: r.output_index + 1,
+                    capture_timestamp: Secs6(r.device_time_ns),
+                    camera_index: r.camera_index,
+                    repeat: r.repeat,
+                    record_time_unix: Secs6(r.write_unix_ns),
+                    record_time_mono: Secs9(r.write_mono_ns),
+                },
+                c,
+            ),
+        }
+    }
+
+    fn write_passthrough(&mut self, r: &PassthroughRow, c: &Counters) -> Result<(), String> {
+        let Some(file) = self.passthrough.as_mut() else {
+            return Ok(());
+        };
+        match &self.logger {
+            None => file.write(r, c),
+            Some(l) => file.write(
+                &LoggerPassthroughRow {
+                    module: LOGGER_MODULE,
+                    trial: l.trial,
+                    au_index: r.au_index,
+                    segment: r.segment,
+                    pts_ms: r.pts_ms,
+                    capture_timestamp: Secs6(r.device_time_ns),
+                    received_mono: Secs9(r.received_mono_ns),
+                    bytes: r.bytes,
+                    idr: r.idr,
+                    record_time_unix: Secs6(r.write_unix_ns),
+                    record_time_mono: Secs9(r.write_mono_ns),
+                },
+                c,
+            ),
+        }
+    }
+
+    fn write_event(&mut self, e: &EventRow, c: &Counters) -> Result<(), String> {
+        match self.logger.as_mut() {
+            None => self.events.write(e, c),
+            Some(l) => {
+                let mono = e.mono_ns.max(l.last_event_mono);
+                l.last_event_mono = mono;
+                let duration_ms = match (e.device_time_ns, e.device_end_ns) {
+                    (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
+                    _ => None,
+                };
+                let row = LoggerEventRow {
+                    module: LOGGER_MODULE,
+                    trial: l.trial,
+                    event_type: e.kind,
+                    start_timestamp: e.device_time_ns.map(Secs6),
+                    end_timestamp: e.device_end_ns.map(Secs6),
+                    duration_ms,
+                    detail: &e.detail,
+                    record_time_unix: Secs6(e.unix_ns),
+                    record_time_mono: Secs9(mono),
+                };
+                self.events.write(&row, c)
+            }
+        }
     }
 
     /// Final flush and fsync of every file.
@@ -293,6 +508,188 @@ impl CsvFiles {
         }
     }
 }
+
+/// Nanoseconds written as seconds with exactly 6 decimals (microseconds, truncated), from the
+/// integer so no float rounding creeps in; formatted on the stack, as rows are written per
+/// sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Secs6(pub i64);
+
+/// Nanoseconds written as seconds with exactly 9 decimals.
+#[derive(Clone, Copy, Debug)]
+pub struct Secs9(pub u64);
+
+/// Formats `[-]secs.frac` with `decimals` digits into `buf`; returns the text.
+fn fixed_secs(buf: &mut [u8; 32], negative: bool, ns: u64, decimals: u32) -> &str {
+    use std::io::Write;
+    let secs = ns / 1_000_000_000;
+    let frac = (ns % 1_000_000_000) / 10u64.pow(9 - decimals);
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    let sign = if negative { "-" } else { "" };
+    let _ = write!(
+        cur,
+        "{sign}{secs}.{frac:0width$}",
+        width = decimals as usize
+    );
+    let n = cur.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+impl Serialize for Secs6 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 32];
+        s.serialize_str(fixed_secs(&mut buf, self.0 < 0, self.0.unsigned_abs(), 6))
+    }
+}
+
+impl Serialize for Secs9 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 32];
+        s.serialize_str(fixed_secs(&mut buf, false, self.0, 9))
+    }
+}
+
+#[derive(Serialize)]
+struct LoggerGazeRow {
+    module: &'static str,
+    trial: u32,
+    gaze_timestamp: Secs6,
+    norm_pos_x: f32,
+    norm_pos_y: f32,
+    /// The Neon sends no confidence: always empty, kept so the logger's readers find it.
+    confidence: Option<f32>,
+    worn: u8,
+    pupil_left_diam: Option<f32>,
+    pupil_right_diam: Option<f32>,
+    record_time_unix: Secs6,
+    record_time_mono: Secs9,
+}
+
+#[derive(Serialize)]
+struct LoggerImuRow {
+    module: &'static str,
+    trial: u32,
+    timestamp: Secs6,
+    accel_x: f32,
+    accel_y: f32,
+    accel_z: f32,
+    gyro_x: f32,
+    gyro_y: f32,
+    gyro_z: f32,
+    quat_w: f32,
+    quat_x: f32,
+    quat_y: f32,
+    quat_z: f32,
+    record_time_unix: Secs6,
+    record_time_mono: Secs9,
+}
+
+#[derive(Serialize)]
+struct LoggerFrameRow {
+    module: &'static str,
+    trial: u32,
+    frame_index: u64,
+    capture_timestamp: Secs6,
+    camera_index: u64,
+    repeat: u8,
+    record_time_unix: Secs6,
+    record_time_mono: Secs9,
+}
+
+#[derive(Serialize)]
+struct LoggerPassthroughRow {
+    module: &'static str,
+    trial: u32,
+    au_index: u64,
+    segment: u32,
+    pts_ms: i64,
+    capture_timestamp: Secs6,
+    received_mono: Secs9,
+    bytes: u64,
+    idr: u8,
+    record_time_unix: Secs6,
+    record_time_mono: Secs9,
+}
+
+#[derive(Serialize)]
+struct LoggerEventRow<'a> {
+    module: &'static str,
+    trial: u32,
+    event_type: &'static str,
+    start_timestamp: Option<Secs6>,
+    end_timestamp: Option<Secs6>,
+    duration_ms: Option<f64>,
+    detail: &'a str,
+    record_time_unix: Secs6,
+    record_time_mono: Secs9,
+}
+
+/// Logger layout headers: `Module` and `trial` first, the host's `record_time_unix` and
+/// `record_time_mono` last, as the logger's GAZEDATA and FRAME files have them.
+pub const LOGGER_GAZE_HEADER: &[&str] = &[
+    "Module",
+    "trial",
+    "gaze_timestamp",
+    "norm_pos_x",
+    "norm_pos_y",
+    "confidence",
+    "worn",
+    "pupil_left_diam",
+    "pupil_right_diam",
+    "record_time_unix",
+    "record_time_mono",
+];
+pub const LOGGER_IMU_HEADER: &[&str] = &[
+    "Module",
+    "trial",
+    "timestamp",
+    "accel_x",
+    "accel_y",
+    "accel_z",
+    "gyro_x",
+    "gyro_y",
+    "gyro_z",
+    "quat_w",
+    "quat_x",
+    "quat_y",
+    "quat_z",
+    "record_time_unix",
+    "record_time_mono",
+];
+pub const LOGGER_FRAME_HEADER: &[&str] = &[
+    "Module",
+    "trial",
+    "frame_index",
+    "capture_timestamp",
+    "camera_index",
+    "repeat",
+    "record_time_unix",
+    "record_time_mono",
+];
+pub const LOGGER_PASSTHROUGH_HEADER: &[&str] = &[
+    "Module",
+    "trial",
+    "au_index",
+    "segment",
+    "pts_ms",
+    "capture_timestamp",
+    "received_mono",
+    "bytes",
+    "idr",
+    "record_time_unix",
+    "record_time_mono",
+];
+pub const LOGGER_EVENT_HEADER: &[&str] = &[
+    "Module",
+    "trial",
+    "event_type",
+    "start_timestamp",
+    "end_timestamp",
+    "duration_ms",
+    "detail",
+    "record_time_unix",
+    "record_time_mono",
+];
 
 pub const TIMING_HEADER: &[&str] = &[
     "output_index",
@@ -381,34 +778,13 @@ fn writer_loop(
             }
             (_, None) => Ok(()),
             (_, Some(_)) if broken => Ok(()),
-            (CsvMsg::Timing(r), Some(f)) => match f.timing.as_mut() {
-                Some(t) => t.write(&r, c),
-                None => Ok(()),
-            },
-            (CsvMsg::Passthrough(r), Some(f)) => match f.passthrough.as_mut() {
-                Some(t) => t.write(&r, c),
-                None => Ok(()),
-            },
-            (CsvMsg::Gaze(g), Some(f)) => f.write_gaze(&g, c),
-            (CsvMsg::Imu(s), Some(f)) => f.imu.write(
-                &ImuRow {
-                    device_time_ns: s.time.0,
-                    gyro_x_dps: s.gyro_dps[0],
-                    gyro_y_dps: s.gyro_dps[1],
-                    gyro_z_dps: s.gyro_dps[2],
-                    accel_x_g: s.accel_g[0],
-                    accel_y_g: s.accel_g[1],
-                    accel_z_g: s.accel_g[2],
-                    quat_w: s.quaternion[0],
-                    quat_x: s.quaternion[1],
-                    quat_y: s.quaternion[2],
-                    quat_z: s.quaternion[3],
-                },
-                c,
-            ),
+            (CsvMsg::Timing(r), Some(f)) => f.write_timing(&r, c),
+            (CsvMsg::Passthrough(r), Some(f)) => f.write_passthrough(&r, c),
+            (CsvMsg::Gaze(g, t), Some(f)) => f.write_gaze_at(&g, t, c),
+            (CsvMsg::Imu(s, t), Some(f)) => f.write_imu(&s, t, c),
             (CsvMsg::Event(e), Some(f)) => {
                 // Events are rare and each matters: they reach the kernel at once.
-                f.events.write(&e, c).and_then(|()| f.events.flush(c))
+                f.write_event(&e, c).and_then(|()| f.events.flush(c))
             }
             (CsvMsg::Sync, Some(f)) => f.sync_all(c),
         };
@@ -439,6 +815,56 @@ mod tests {
     }
 
     #[test]
+    fn logger_rows_carry_module_trial_and_fixed_decimal_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Counters::default();
+        let files = TrialFiles::logger(dir.path(), "P", 3);
+        let mut f = CsvFiles::create_in(&files, 1, true, false, (1600, 1200)).unwrap();
+        let t = RecordTime {
+            unix: UnixNanos(1_764_000_000_123_456_789),
+            mono: MonoNanos(5_000_000_007),
+        };
+        let g = GazeSample {
+            time: UnixNanos(1_764_000_000_000_000_999),
+            x: 800.0,
+            y: 300.0,
+            worn: true,
+            pupil_mm: Some([3.5, 4.0]),
+        };
+        f.write_gaze_at(&g, t, &c).unwrap();
+        let mut e = EventRow::now("blink", "b");
+        e.device_time_ns = Some(-1_500_000_000);
+        e.device_end_ns = Some(-1_400_000_000);
+        e.mono_ns = 7;
+        f.write_event(&e, &c).unwrap();
+        f.sync_all(&c).unwrap();
+        let gaze = read(&files.path(FileKind::Gaze));
+        assert_eq!(gaze[0], LOGGER_GAZE_HEADER);
+        assert_eq!(
+            gaze[1],
+            [
+                "EyeTracker-Neon",
+                "3",
+                "1764000000.000000",
+                "0.5",
+                "0.25",
+                "",
+                "1",
+                "3.5",
+                "4.0",
+                "1764000000.123456",
+                "5.000000007"
+            ]
+        );
+        let ev = read(&files.path(FileKind::Events));
+        assert_eq!(ev[1][2], "blink");
+        assert_eq!(ev[1][3], "-1.500000");
+        assert_eq!(ev[1][4], "-1.400000");
+        assert_eq!(ev[1][5], "100.0");
+        assert_eq!(ev[1][8], "0.000000007");
+    }
+
+    #[test]
     fn rows_reach_the_disk_in_batches_and_all_of_them_on_close() {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(Counters::default());
@@ -451,12 +877,16 @@ mod tests {
         )))
         .unwrap();
         for i in 0..65 {
-            tx.send(CsvMsg::Gaze(GazeSample {
-                time: UnixNanos(i),
-                x: 1.5,
-                y: 2.0,
-                worn: i % 2 == 0,
-            }))
+            tx.send(CsvMsg::Gaze(
+                GazeSample {
+                    time: UnixNanos(i),
+                    x: 1.5,
+                    y: 2.0,
+                    worn: i % 2 == 0,
+                    pupil_mm: None,
+                },
+                RecordTime::now(),
+            ))
             .unwrap();
         }
         // Two batches of 30 reached the file; the last 5 wait for a flush.

@@ -10,6 +10,7 @@
 
 pub mod csv_files;
 pub mod encoder;
+pub mod layout;
 pub mod select;
 pub mod session;
 
@@ -34,21 +35,32 @@ use crate::sensors::{GazeSample, ImuSample};
 use crate::source::AccessUnitSink;
 use crate::time::{MonoNanos, UnixNanos};
 
-use csv_files::{CsvFiles, CsvMsg, CsvSummary, EventRow, PassthroughRow, TimingRow};
+use csv_files::{CsvFiles, CsvMsg, CsvSummary, EventRow, PassthroughRow, RecordTime, TimingRow};
 use encoder::passthrough::{Dropped, OpenReason, Pushed, Remuxer};
 use encoder::{EncodeError, EncoderKind, EncoderSpec, SegmentSummary, VideoEncoder};
+use layout::{FileKind, Layout, TrialFiles};
 use select::{FrameSelection, Selector};
 use session::{Counts, Manifest};
 
 /// How recordings are made.
 #[derive(Clone, Debug)]
 pub struct RecordConfig {
-    /// Folder the recording folders are created in.
+    /// Folder the recording folders are created in (logger layout: the session folder, unless
+    /// `session_dir` names one).
     pub root: PathBuf,
+    /// Whose file names and CSV columns (see [`layout`]).
+    pub layout: Layout,
+    /// Logger layout: the session folder; `None` = `root/session_<UTC start of the run>`.
+    pub session_dir: Option<PathBuf>,
+    /// Logger layout: file name prefix; `None` = [`layout::default_prefix`] of the session.
+    pub prefix: Option<String>,
     /// Output frames per second (1-30).
     pub fps: u32,
     /// Output size; `None` = the scene's own size.
     pub size: Option<(usize, usize)>,
+    /// Keep the scene's aspect in an output of another shape: scale to fit and fill the rest
+    /// black (letterbox / pillarbox). Off: scale to the whole frame.
+    pub letterbox: bool,
     pub selection: FrameSelection,
     /// Backend of the overlay video; already resolved (not `auto`, not `passthrough`).
     pub encoder: EncoderKind,
@@ -82,8 +94,12 @@ impl RecordConfig {
     pub fn new(root: PathBuf) -> Self {
         RecordConfig {
             root,
+            layout: Layout::Eyetrack,
+            session_dir: None,
+            prefix: None,
             fps: 5,
             size: None,
+            letterbox: false,
             selection: FrameSelection::Timer,
             encoder: EncoderKind::Ffmpeg,
             passthrough: false,
@@ -156,6 +172,22 @@ impl RecordConfig {
                 reason: format!("cannot create it: {e}"),
             })?;
         }
+        if let Some(p) = &self.prefix {
+            layout::check_prefix(p).map_err(RecordError::Config)?;
+        }
+        if let Some(dir) = &self.session_dir {
+            if self.layout != Layout::Logger {
+                return Err(RecordError::Config(
+                    "a session folder applies to the logger layout only".into(),
+                ));
+            }
+            if !dir.is_dir() {
+                std::fs::create_dir(dir).map_err(|e| RecordError::Folder {
+                    path: dir.clone(),
+                    reason: format!("cannot create the session folder: {e}"),
+                })?;
+            }
+        }
         let probe = root.join(".eyetrack-write-test");
         std::fs::write(&probe, b"ok")
             .and_then(|()| std::fs::remove_file(&probe))
@@ -199,6 +231,9 @@ pub enum RecordError {
 #[derive(Clone, Debug, Serialize)]
 pub struct RecordingSummary {
     pub dir: PathBuf,
+    pub layout: Layout,
+    /// 1 for the run's first recording, then 2, 3, ... (the logger layout's `trial{NNN}`).
+    pub trial: u32,
     pub counts: Counts,
     pub segments: Vec<SegmentSummary>,
     pub csv: CsvSummary,
@@ -231,7 +266,7 @@ enum Command {
 
 /// What `start` prepared for the record thread.
 struct Session {
-    dir: PathBuf,
+    files: TrialFiles,
     started: UnixNanos,
     spec: EncoderSpec,
     /// `None` when only the passthrough video is recorded.
@@ -266,8 +301,10 @@ pub struct Recorder {
     au_lost: Arc<AtomicU64>,
     csv_tx: Sender<CsvMsg>,
     state: Arc<Mutex<State>>,
-    /// Serializes start and stop between callers.
-    lifecycle: Mutex<()>,
+    /// Serializes start and stop between callers; holds the last trial number started.
+    lifecycle: Mutex<u32>,
+    /// Logger layout: the module folder (`<session>/EyeTracker-Neon`) and the file prefix.
+    logger: Option<(PathBuf, String)>,
     /// Offline replays wait for the recorder (every frame is recorded, as every frame goes
     /// through every stage); live runs never wait and count what they had to skip.
     blocking: bool,
@@ -294,6 +331,17 @@ impl Recorder {
         profile: StageProfile,
         blocking: bool,
     ) -> Result<(Arc<Recorder>, RecorderThreads), RecordError> {
+        let logger = (cfg.layout == Layout::Logger).then(|| {
+            let session = cfg
+                .session_dir
+                .clone()
+                .unwrap_or_else(|| cfg.root.join(layout::session_folder_name(UnixNanos::now())));
+            let prefix = cfg
+                .prefix
+                .clone()
+                .unwrap_or_else(|| layout::default_prefix(&session));
+            (session.join(layout::LOGGER_MODULE), prefix)
+        });
         let (cmd_tx, cmd_rx) = bounded::<Command>(4);
         let (job_tx, job_rx) = bounded::<RecordJob>(cfg.queue.max(1));
         // The queue's units, the one being written and the one being filled.
@@ -350,7 +398,8 @@ impl Recorder {
             au_lost,
             csv_tx,
             state,
-            lifecycle: Mutex::new(()),
+            lifecycle: Mutex::new(0),
+            logger,
             blocking,
         });
         Ok((recorder, RecorderThreads { record, csv }))
@@ -367,7 +416,7 @@ impl Recorder {
             .unwrap_or((self.scene.0 & !1, self.scene.1 & !1))
     }
 
-    /// Starts a new recording folder; returns its path.
+    /// Starts a new recording (the next trial); returns its folder.
     pub fn start(&self) -> Result<PathBuf, RecordError> {
         self.start_named(None)
     }
@@ -375,34 +424,64 @@ impl Recorder {
     /// Starts a new recording in the folder `name` under the root (a new `rec-<UTC time>` when
     /// `None`). The name must be one plain path component (see
     /// [`session::check_folder_name`]), so no caller can make the recorder write outside the
-    /// root; an existing folder is never reused.
+    /// root; an existing folder is never reused. The logger layout names its trial files
+    /// itself and takes no name.
     pub fn start_named(&self, name: Option<&str>) -> Result<PathBuf, RecordError> {
         if let Some(n) = name {
             session::check_folder_name(n).map_err(RecordError::BadName)?;
+            if self.logger.is_some() {
+                return Err(RecordError::BadName(
+                    "the logger layout names its trial files itself: start without a name",
+                ));
+            }
         }
-        let _guard = self.lifecycle.lock().map_err(|_| RecordError::Gone)?;
+        let mut last_trial = self.lifecycle.lock().map_err(|_| RecordError::Gone)?;
         if let Some(dir) = self.lock_state()?.active.clone() {
             return Err(RecordError::AlreadyRecording(dir));
         }
         let started = UnixNanos::now();
-        let created = match name {
-            Some(n) => session::create_named_folder(&self.cfg.root, n),
-            None => session::create_folder(&self.cfg.root, started),
-        };
-        let dir = created.map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                RecordError::FolderExists(self.cfg.root.join(name.unwrap_or_default()))
+        let files = match &self.logger {
+            None => {
+                let created = match name {
+                    Some(n) => session::create_named_folder(&self.cfg.root, n),
+                    None => session::create_folder(&self.cfg.root, started),
+                };
+                let dir = created.map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => {
+                        RecordError::FolderExists(self.cfg.root.join(name.unwrap_or_default()))
+                    }
+                    _ => RecordError::Folder {
+                        path: self.cfg.root.clone(),
+                        reason: format!("cannot create a recording folder: {e}"),
+                    },
+                })?;
+                TrialFiles::eyetrack(&dir, *last_trial + 1)
             }
-            _ => RecordError::Folder {
-                path: self.cfg.root.clone(),
-                reason: format!("cannot create a recording folder: {e}"),
-            },
-        })?;
-        let (w, h) = self.output_size();
+            Some((dir, prefix)) => {
+                std::fs::create_dir_all(dir).map_err(|e| RecordError::Folder {
+                    path: dir.clone(),
+                    reason: format!("cannot create the module folder: {e}"),
+                })?;
+                // A session folder a previous run used: go on after its trials, never over them.
+                let mut trial = (*last_trial + 1).max(layout::highest_trial(dir, prefix) + 1);
+                while TrialFiles::logger(dir, prefix, trial).any_exists() {
+                    trial += 1;
+                }
+                TrialFiles::logger(dir, prefix, trial)
+            }
+        };
+        let dir = files.dir.clone();
+        // Rate and size as the control API last set them (`/config`), else as configured.
+        let live = self.control.live.get();
+        let fps = live.as_ref().map_or(self.cfg.fps, |v| v.record_fps);
+        let (w, h) = live
+            .as_ref()
+            .and_then(|v| v.record_size)
+            .unwrap_or_else(|| self.output_size());
         let spec = EncoderSpec {
             width: w,
             height: h,
-            fps: self.cfg.fps,
+            fps,
             input: if self.cfg.bgr_input {
                 PixelFormat::Bgr24
             } else {
@@ -410,11 +489,12 @@ impl Recorder {
             },
             crf: self.cfg.crf,
         };
-        let files = CsvFiles::create_for(
-            &dir,
+        let csv = CsvFiles::create_in(
+            &files,
             self.cfg.flush_every,
             self.cfg.overlay_video,
             self.cfg.passthrough,
+            self.scene,
         )
         .map_err(|e| RecordError::Folder {
             path: dir.clone(),
@@ -428,24 +508,25 @@ impl Recorder {
             Some(encoder::open(
                 self.cfg.encoder,
                 &spec,
-                &segment_path(&dir, 0),
+                &files.segment(FileKind::Scene, 0),
             )?)
         } else {
             None
         };
-        let manifest = self.manifest(&dir, started);
-        session::write_manifest(&dir, &manifest).map_err(|e| RecordError::Folder {
+        let manifest = self.manifest(&files, started, &spec);
+        let manifest_path = files.path(FileKind::Manifest);
+        session::write_manifest_at(&manifest_path, &manifest).map_err(|e| RecordError::Folder {
             path: dir.clone(),
-            reason: format!("cannot write {}: {e}", session::MANIFEST),
+            reason: format!("cannot write {}: {e}", manifest_path.display()),
         })?;
-        self.csv_send(CsvMsg::Open(Box::new(files)))?;
+        self.csv_send(CsvMsg::Open(Box::new(csv)))?;
         self.csv_send(CsvMsg::Event(EventRow::now(
             "recording_start",
             dir.display().to_string(),
         )))?;
         self.cmd_tx
             .send(Command::Start(Box::new(Session {
-                dir: dir.clone(),
+                files: files.clone(),
                 started,
                 spec,
                 encoder,
@@ -458,6 +539,7 @@ impl Recorder {
             st.ended = None;
             st.last_error = None;
         }
+        *last_trial = files.trial;
         Counters::add(&self.counters.recordings, 1);
         // Last: frames and samples flow only once the files are open.
         self.control.recording.store(true, Ordering::Relaxed);
@@ -495,23 +577,40 @@ impl Recorder {
 
     /// Writes a row to events.csv of the current recording (user events, stream gaps).
     pub fn event(&self, kind: &'static str, detail: impl Into<String>, device_time: Option<i64>) {
+        self.event_span(kind, detail, device_time, None);
+    }
+
+    /// An event with a device-time span (fixations, saccades, blinks): the logger layout's
+    /// EVENT file gives its start, end and duration.
+    pub fn event_span(
+        &self,
+        kind: &'static str,
+        detail: impl Into<String>,
+        device_time: Option<i64>,
+        device_end: Option<i64>,
+    ) {
         if self.control.recording.load(Ordering::Relaxed) {
             let mut row = EventRow::now(kind, detail);
             row.device_time_ns = device_time;
+            row.device_end_ns = device_end;
             let _ = self.csv_tx.try_send(CsvMsg::Event(row));
         }
     }
 
-    /// Gaze and IMU samples from the acquire stage, while recording.
+    /// Gaze and IMU samples from the acquire stage, while recording. Stamped before the
+    /// recording flag is read, so a sample that makes it into a recording was taken in before
+    /// its stop (the logger layout's record_time columns stay inside the trial).
     pub(crate) fn gaze(&self, g: GazeSample) {
+        let t = RecordTime::now();
         if self.control.recording.load(Ordering::Relaxed) {
-            self.csv_try(CsvMsg::Gaze(g));
+            self.csv_try(CsvMsg::Gaze(g, t));
         }
     }
 
     pub(crate) fn imu(&self, s: ImuSample) {
+        let t = RecordTime::now();
         if self.control.recording.load(Ordering::Relaxed) {
-            self.csv_try(CsvMsg::Imu(s));
+            self.csv_try(CsvMsg::Imu(s, t));
         }
     }
 
@@ -618,10 +717,10 @@ impl Recorder {
         self.state.lock().map_err(|_| RecordError::Gone)
     }
 
-    fn manifest(&self, dir: &Path, started: UnixNanos) -> Manifest {
-        let (w, h) = self.output_size();
+    fn manifest(&self, files: &TrialFiles, started: UnixNanos, spec: &EncoderSpec) -> Manifest {
+        let (w, h) = (spec.width, spec.height);
         let config = serde_json::json!({
-            "fps": self.cfg.fps,
+            "fps": spec.fps,
             "size": [w, h],
             "frame_selection": self.cfg.selection,
             "encoder": self.cfg.encoder,
@@ -629,7 +728,7 @@ impl Recorder {
             "overlay_video": self.cfg.overlay_video,
             "passthrough_queue": self.cfg.passthrough_queue,
             "crf": self.cfg.crf,
-            "container": encoder::CONTAINER_EXT,
+            "container": encoder::Container::for_path(&files.path(FileKind::Scene)).muxer(),
             "flush_every": self.cfg.flush_every,
             "fsync_every": self.cfg.fsync_every,
             "input": if self.cfg.bgr_input { "bgr24" } else { "i420" },
@@ -637,10 +736,9 @@ impl Recorder {
         });
         Manifest {
             schema_version: session::SCHEMA_VERSION,
-            id: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            id: manifest_id(files),
+            layout: files.layout,
+            trial: files.trial,
             started_unix_ns: started.0,
             started_utc: session::utc(started),
             stopped_unix_ns: None,
@@ -685,6 +783,46 @@ impl Recorder {
     }
 }
 
+/// Fills `out` (`size`, format `fmt`) with black and copies `picture` in at `at` (even
+/// offsets). Per frame, into buffers sized once: a memset and a row copy, no allocation.
+fn letterbox_into(
+    out: &mut Frame,
+    picture: &FrameView<'_>,
+    fmt: PixelFormat,
+    size: (usize, usize),
+    at: (usize, usize),
+) {
+    out.reset(fmt, size.0, size.1);
+    let planes = fmt.plane_count();
+    for i in 0..planes {
+        let black = match (fmt, i) {
+            (PixelFormat::I420, 0) => 16,
+            (PixelFormat::I420, _) => 128,
+            _ => 0,
+        };
+        let (px, py) = if fmt == PixelFormat::I420 && i > 0 {
+            (at.0 / 2, at.1 / 2)
+        } else {
+            (at.0, at.1)
+        };
+        let bpp = if fmt.is_packed() {
+            fmt.bytes_per_pixel()
+        } else {
+            1
+        };
+        let src = picture.plane(i);
+        let mut dst = out.plane_mut(i);
+        dst.fill(black);
+        for y in 0..src.height.min(dst.height.saturating_sub(py)) {
+            let row = src.row(y);
+            let Some(d) = dst.row_mut(y + py).get_mut(px * bpp..px * bpp + row.len()) else {
+                break;
+            };
+            d.copy_from_slice(row);
+        }
+    }
+}
+
 /// Room set aside in each recording folder at start and given back at the end, so that on a
 /// full disk the final CSV flush and the closing manifest still fit.
 const RESERVE: &str = ".eyetrack-reserve";
@@ -697,8 +835,16 @@ fn reserve_space(dir: &Path) -> std::io::Result<()> {
     f.sync_data()
 }
 
-fn segment_path(dir: &Path, index: u32) -> PathBuf {
-    dir.join(format!("scene_{index:03}.{}", encoder::CONTAINER_EXT))
+/// The manifest's `id`: the recording folder's name (eyetrack) or `{prefix}_trial{NNN}`.
+fn manifest_id(files: &TrialFiles) -> String {
+    match files.layout {
+        Layout::Eyetrack => files
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        Layout::Logger => format!("{}_trial{:03}", files.prefix, files.trial),
+    }
 }
 
 impl AccessUnitSink for Recorder {
@@ -729,6 +875,7 @@ struct Worker {
 /// One recording in progress, on the record thread.
 struct Active {
     dir: PathBuf,
+    files: TrialFiles,
     started: UnixNanos,
     spec: EncoderSpec,
     encoder: Option<Box<dyn VideoEncoder>>,
@@ -738,6 +885,8 @@ struct Active {
     /// The last output frame (scaled, with its gaze circle): what a repeat writes again.
     out: Frame,
     scaled: Frame,
+    /// The scaled picture in the encoder's format, for a letterboxed output.
+    converted: Frame,
     last: Option<(FrameMeta, Option<MatchedGaze>)>,
     counts: Counts,
     /// The device's H.264, when recorded.
@@ -842,16 +991,18 @@ impl Worker {
     fn begin(&mut self, s: Session) -> Active {
         let fmt = s.spec.input;
         let passthrough = s.passthrough.then(|| Passthrough {
-            remux: Remuxer::new(&s.dir),
+            remux: Remuxer::with_files(s.files.clone()),
             last_seq: None,
             lost_seen: self.au_lost.load(Ordering::Relaxed),
         });
         Active {
-            dir: s.dir,
+            dir: s.files.dir.clone(),
+            files: s.files,
             started: s.started,
-            selector: Selector::new(self.cfg.selection, self.cfg.fps, self.camera_fps),
+            selector: Selector::new(self.cfg.selection, s.spec.fps, self.camera_fps),
             out: Frame::new(fmt, s.spec.width, s.spec.height),
             scaled: Frame::new(fmt, 2, 2),
+            converted: Frame::new(fmt, 2, 2),
             spec: s.spec,
             encoder: s.encoder,
             segment: 0,
@@ -936,8 +1087,7 @@ impl Worker {
         };
         if let Some(o) = w.opened {
             a.counts.passthrough_segments += 1;
-            let file =
-                encoder::ffmpeg::file_name(&encoder::passthrough::segment_path(&a.dir, o.index));
+            let file = encoder::ffmpeg::file_name(&a.files.segment(FileKind::Passthrough, o.index));
             let (kind, why) = match o.reason {
                 OpenReason::First => (
                     "passthrough_start",
@@ -993,6 +1143,7 @@ impl Worker {
             device_time_ns: job.device_time.0,
             received_mono_ns: job.received.0,
             write_mono_ns: write_mono.0,
+            write_unix_ns: UnixNanos::now().0,
             bytes: job.data.len() as u64,
             idr: job.is_idr as u8,
         };
@@ -1043,27 +1194,56 @@ impl Worker {
     ) -> Result<(), String> {
         let (w, h) = (a.spec.width, a.spec.height);
         let fmt = a.spec.input;
+        // The picture's place in the output: all of it, or the letterbox's inner rectangle.
+        let (iw, ih, ox, oy) = if self.cfg.letterbox {
+            let (iw, ih) = crate::preview::fit_size(src.width, src.height, w, h);
+            (
+                iw,
+                ih,
+                ((w - iw.min(w)) / 2) & !1,
+                ((h - ih.min(h)) / 2) & !1,
+            )
+        } else {
+            (w, h, 0, 0)
+        };
         let scaled_src;
-        let src = if src.width == w && src.height == h {
+        let src = if src.width == iw && src.height == ih {
             src
         } else {
             self.scaler
-                .scale(src, &mut a.scaled, w, h)
-                .map_err(|e| format!("scaling to {w}x{h}: {e}"))?;
+                .scale(src, &mut a.scaled, iw, ih)
+                .map_err(|e| format!("scaling to {iw}x{ih}: {e}"))?;
             scaled_src = a.scaled.view();
             &scaled_src
         };
-        if src.format == fmt {
-            a.out.reset(fmt, w, h);
-            a.out.copy_from(src);
+        if (iw, ih) == (w, h) {
+            if src.format == fmt {
+                a.out.reset(fmt, w, h);
+                a.out.copy_from(src);
+            } else {
+                color::convert(src, &mut a.out, fmt).map_err(|e| format!("colour: {e}"))?;
+            }
         } else {
-            color::convert(src, &mut a.out, fmt).map_err(|e| format!("colour: {e}"))?;
+            let converted_src;
+            let picture = if src.format == fmt {
+                src
+            } else {
+                color::convert(src, &mut a.converted, fmt).map_err(|e| format!("colour: {e}"))?;
+                converted_src = a.converted.view();
+                &converted_src
+            };
+            letterbox_into(&mut a.out, picture, fmt, (w, h), (ox, oy));
         }
         if let Some(g) = gaze {
-            let sx = w as f32 / self.scene.0.max(1) as f32;
-            let sy = h as f32 / self.scene.1.max(1) as f32;
+            let sx = iw as f32 / self.scene.0.max(1) as f32;
+            let sy = ih as f32 / self.scene.1.max(1) as f32;
             self.overlay
-                .draw_gaze(&mut a.out, g.sample.x * sx, g.sample.y * sy, g.sample.worn)
+                .draw_gaze(
+                    &mut a.out,
+                    ox as f32 + g.sample.x * sx,
+                    oy as f32 + g.sample.y * sy,
+                    g.sample.worn,
+                )
                 .map_err(|e| format!("gaze circle: {e}"))?;
         }
         Ok(())
@@ -1137,7 +1317,7 @@ impl Worker {
                 Some(Err(e)) => return self.encoder_fault(a, e),
                 None => 0,
             };
-            let seg = segment_path(&a.dir, a.segment);
+            let seg = a.files.segment(FileKind::Scene, a.segment);
             said.push(format!(
                 "{} holds {durable} frames",
                 encoder::ffmpeg::file_name(&seg)
@@ -1168,7 +1348,7 @@ impl Worker {
     /// that cannot go on (full disk, crash loop) ends the recording.
     fn encoder_fault(&mut self, a: &mut Active, e: EncodeError) -> Result<(), String> {
         a.counts.lost_to_encoder += 1;
-        let old = segment_path(&a.dir, a.segment);
+        let old = a.files.segment(FileKind::Scene, a.segment);
         if let Some(enc) = a.encoder.take() {
             a.segments.push(SegmentSummary {
                 file: encoder::ffmpeg::file_name(&old),
@@ -1192,7 +1372,7 @@ impl Worker {
         }
         a.restarts.push(Instant::now());
         a.segment += 1;
-        let path = segment_path(&a.dir, a.segment);
+        let path = a.files.segment(FileKind::Scene, a.segment);
         let enc = encoder::open(self.cfg.encoder, &a.spec, &path).map_err(|e| e.to_string())?;
         a.encoder = Some(enc);
         Counters::add(&self.counters.encoder_restarts, 1);
@@ -1274,11 +1454,9 @@ impl Worker {
         let stopped = UnixNanos::now();
         let manifest = Manifest {
             schema_version: session::SCHEMA_VERSION,
-            id: a
-                .dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            id: manifest_id(&a.files),
+            layout: a.files.layout,
+            trial: a.files.trial,
             started_unix_ns: a.started.0,
             started_utc: session::utc(a.started),
             stopped_unix_ns: Some(stopped.0),
@@ -1289,9 +1467,10 @@ impl Worker {
             segments: a.segments.clone(),
             csv,
         };
-        if let Err(e) = session::write_manifest(&a.dir, &manifest) {
+        let manifest_path = a.files.path(FileKind::Manifest);
+        if let Err(e) = session::write_manifest_at(&manifest_path, &manifest) {
             if end == "stopped" {
-                end = format!("error: writing {}: {e}", session::MANIFEST);
+                end = format!("error: writing {}: {e}", manifest_path.display());
             }
         }
         if let Ok(mut st) = self.state.lock() {
@@ -1299,6 +1478,8 @@ impl Worker {
         }
         RecordingSummary {
             dir: a.dir,
+            layout: a.files.layout,
+            trial: a.files.trial,
             counts: a.counts,
             segments: a.segments,
             csv,
@@ -1308,7 +1489,7 @@ impl Worker {
 
     fn manifest_config(&self, a: &Active) -> serde_json::Value {
         // The manifest written at start holds the full configuration; keep it.
-        std::fs::read(a.dir.join(session::MANIFEST))
+        std::fs::read(a.files.path(FileKind::Manifest))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v.get("config").cloned())
@@ -1330,6 +1511,27 @@ impl Worker {
 mod tests {
     use super::*;
     use crate::decode::annexb::{contains_idr, split_access_units};
+
+    /// A 4:3 picture in a 16:9 frame: black bars left and right, the picture in the middle.
+    #[test]
+    fn letterbox_centres_the_picture_between_black_bars() {
+        let mut pic = Frame::new(PixelFormat::I420, 8, 6);
+        for i in 0..3 {
+            pic.plane_mut(i).fill(200);
+        }
+        let mut out = Frame::new(PixelFormat::I420, 2, 2);
+        let (iw, ih) = crate::preview::fit_size(8, 6, 16, 6);
+        assert_eq!((iw, ih), (8, 6));
+        letterbox_into(&mut out, &pic.view(), PixelFormat::I420, (16, 6), (4, 0));
+        let y = out.plane(0);
+        for r in 0..6 {
+            assert_eq!(&y.row(r)[..4], &[16; 4]);
+            assert_eq!(&y.row(r)[4..12], &[200; 8]);
+            assert_eq!(&y.row(r)[12..], &[16; 4]);
+        }
+        let u = out.plane(1);
+        assert_eq!(u.row(0), &[128, 128, 200, 200, 200, 200, 128, 128]);
+    }
 
     /// A live source hands over access units faster than they are written: the ones that do
     /// not fit are counted, the file skips to the next IDR after each loss, and what it holds

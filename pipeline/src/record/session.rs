@@ -18,6 +18,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Manifest {
     pub schema_version: u32,
     pub id: String,
+    pub layout: super::layout::Layout,
+    /// The run's recording number, from 1 (the logger layout's `trial{NNN}`).
+    pub trial: u32,
     pub started_unix_ns: i64,
     pub started_utc: String,
     pub stopped_unix_ns: Option<i64>,
@@ -130,15 +133,25 @@ pub fn create_named_folder(root: &Path, name: &str) -> std::io::Result<PathBuf> 
 /// Replaces the manifest atomically (temporary file, fsync, rename, fsync of the folder), so a
 /// crash leaves either the old or the new one, never half of one.
 pub fn write_manifest(dir: &Path, m: &Manifest) -> std::io::Result<()> {
+    write_manifest_at(&dir.join(MANIFEST), m)
+}
+
+/// [`write_manifest`] to a file the layout names.
+pub fn write_manifest_at(path: &Path, m: &Manifest) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?;
-    let tmp = dir.join(".session.json.tmp");
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| MANIFEST.to_owned());
+    let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&json)?;
         f.write_all(b"\n")?;
         f.sync_data()?;
     }
-    std::fs::rename(&tmp, dir.join(MANIFEST))?;
+    std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
 }
 

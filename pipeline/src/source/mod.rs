@@ -28,6 +28,8 @@ pub enum SourceItem {
         kind: &'static str,
         detail: String,
         device_time: Option<UnixNanos>,
+        /// When the event ended, for events with a span (fixations, saccades, blinks).
+        end_time: Option<UnixNanos>,
     },
 }
 

@@ -68,6 +68,13 @@ pub fn segment_at(t_s: f64) -> Segment {
     }
 }
 
+/// Pupil diameters (left, right) in mm at `t_s`: a slow swing between about 2.5 and 4.5 mm,
+/// the right eye a little larger, so the recorded columns carry values that move.
+pub fn pupil_mm_at(t_s: f64) -> [f32; 2] {
+    let d = 3.5 + (t_s * 0.7).sin();
+    [d as f32, (d + 0.1) as f32]
+}
+
 /// Whether the synthetic wearer has the glasses on at stream time `t_s`.
 pub fn worn_at(t_s: f64) -> bool {
     let u = t_s.rem_euclid(CYCLE_S);
@@ -918,6 +925,7 @@ impl Source for SyntheticSource {
                     x: x as f32,
                     y: y as f32,
                     worn,
+                    pupil_mm: worn.then(|| pupil_mm_at(t_s)),
                 })
             }
             Next::Imu => {

@@ -1,5 +1,5 @@
 //! The ffmpeg program as the encoder (the plan's VideoEncoder): raw frames on its stdin through
-//! ffmpeg-sidecar, libx264 or h264_nvenc out to Matroska; its stderr drained on a thread.
+//! ffmpeg-sidecar, libx264 or h264_nvenc out to Matroska (or fragmented MP4 for a `.mp4` path); its stderr drained on a thread.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -13,8 +13,8 @@ use ffmpeg_sidecar::child::FfmpegChild;
 use ffmpeg_sidecar::command::FfmpegCommand;
 
 use super::{
-    check_shape, file_len, fsync_path, EncodeError, EncoderSpec, SegmentSummary, VideoEncoder,
-    CLUSTER_MS,
+    check_shape, file_len, fsync_path, Container, EncodeError, EncoderSpec, SegmentSummary,
+    VideoEncoder,
 };
 use crate::frame::{FrameView, PixelFormat};
 
@@ -53,11 +53,12 @@ impl FfmpegEncoder {
         } else {
             cmd.codec_video("libx264").preset("ultrafast").crf(spec.crf);
         }
-        cmd.pix_fmt("yuv420p")
-            .format("matroska")
-            .args(["-cluster_time_limit", &CLUSTER_MS.to_string()])
-            .overwrite()
-            .output(path);
+        let container = Container::for_path(path);
+        cmd.pix_fmt("yuv420p").format(container.muxer());
+        for (k, v) in container.muxer_options() {
+            cmd.args([format!("-{k}"), v]);
+        }
+        cmd.overwrite().output(path);
         // Its own process group: a Ctrl-C at the terminal reaches us, and we end the video
         // cleanly, instead of ffmpeg quitting mid-stream on its own.
         cmd.as_inner_mut().process_group(0);

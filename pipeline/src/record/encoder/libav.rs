@@ -1,5 +1,5 @@
 //! The in-process encoder (the plan's PyAV question, 2.4): libavcodec's libx264 and libavformat's
-//! Matroska muxer through ffmpeg-next, so no second process and no pipe copy.
+//! Matroska (or fragmented MP4) muxer through ffmpeg-next, so no second process and no pipe copy.
 //!
 //! libavcodec rather than openh264: the same x264 at the same settings as the subprocess backend
 //! (so the comparison isolates the pipe and the process, which is the plan's question), the
@@ -57,7 +57,9 @@ impl LibavEncoder {
                 "libav: this FFmpeg build has no libx264 encoder; use --encoder ffmpeg".into(),
             )
         })?;
-        let mut octx = ff::format::output_as(path, "matroska").map_err(|e| io_or_lav(path, e))?;
+        let container = super::Container::for_path(path);
+        let mut octx =
+            ff::format::output_as(path, container.muxer()).map_err(|e| io_or_lav(path, e))?;
         let global_header = octx
             .format()
             .flags()
@@ -86,7 +88,9 @@ impl LibavEncoder {
             stream.set_time_base(encoder_tb);
         }
         let mut mux_opts = ff::Dictionary::new();
-        mux_opts.set("cluster_time_limit", &super::CLUSTER_MS.to_string());
+        for (k, v) in container.muxer_options() {
+            mux_opts.set(k, &v);
+        }
         octx.write_header_with(mux_opts)
             .map_err(|e| io_or_lav(path, e))?;
         let stream_tb = octx

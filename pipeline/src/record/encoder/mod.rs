@@ -1,6 +1,6 @@
 //! Video encoder backends behind one trait (plan 2.4, 4.1): the ffmpeg program as a subprocess
 //! (libx264 or NVENC), libavcodec in-process, and the passthrough remuxer of the device's own
-//! H.264; every one writes crash-safe Matroska.
+//! H.264; every one writes crash-safe Matroska (or fragmented MP4 where the layout asks for it).
 
 use std::path::{Path, PathBuf};
 
@@ -77,6 +77,51 @@ pub struct EncoderSpec {
 /// boundaries. Fragmented MP4 gives the same safety only per fragment and needs the `moov`
 /// written up front with fragment sizes tuned to the keyframe interval.
 pub const CONTAINER_EXT: &str = "mkv";
+
+/// The container a backend writes, chosen by the output path's extension (the layout names
+/// files, see [`crate::record::layout`]): `.mp4` is fragmented MP4, anything else Matroska.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    Matroska,
+    /// The logger layout's SCENE file: MP4 as the logger writes, made crash-safe by writing
+    /// the `moov` up front without samples (`empty_moov`) and the video as self-contained
+    /// `moof`+`mdat` fragments of at most [`CLUSTER_MS`] (and at each keyframe), so a file
+    /// cut at any byte plays up to its last complete fragment, as Matroska does up to its last
+    /// cluster. A plain MP4 would be unreadable until its `moov` is written at the end.
+    FragmentedMp4,
+}
+
+impl Container {
+    pub fn for_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("mp4") => Container::FragmentedMp4,
+            _ => Container::Matroska,
+        }
+    }
+
+    /// libavformat's muxer name.
+    pub fn muxer(self) -> &'static str {
+        match self {
+            Container::Matroska => "matroska",
+            Container::FragmentedMp4 => "mp4",
+        }
+    }
+
+    /// Muxer options (name, value) that bound what a crash can lose to about [`CLUSTER_MS`].
+    pub fn muxer_options(self) -> Vec<(&'static str, String)> {
+        match self {
+            Container::Matroska => vec![("cluster_time_limit", CLUSTER_MS.to_string())],
+            Container::FragmentedMp4 => vec![
+                (
+                    "movflags",
+                    "+empty_moov+default_base_moof+frag_keyframe".to_string(),
+                ),
+                // In microseconds.
+                ("frag_duration", (CLUSTER_MS as u64 * 1000).to_string()),
+            ],
+        }
+    }
+}
 
 /// Longest stretch of video a cluster holds (ms): what a power cut can lose at most beyond the
 /// last fsync for the subprocess backends.

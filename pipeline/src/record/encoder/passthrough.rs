@@ -23,13 +23,14 @@ use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::nal::{Nal, RefNal};
 
 use super::libav::{init, io_or_lav, lav, sync_output};
-use super::{file_len, fsync_path, EncodeError, SegmentSummary, CONTAINER_EXT};
+use super::{file_len, fsync_path, EncodeError, SegmentSummary};
 use crate::decode::annexb::{nal_units, NAL_PPS, NAL_SPS};
+use crate::record::layout::{FileKind, TrialFiles};
 use crate::time::UnixNanos;
 
-/// `scene_passthrough_000.mkv`, `_001`, ... in the recording folder.
+/// `scene_passthrough_000.mkv`, `_001`, ... in an eyetrack-layout recording folder.
 pub fn segment_path(dir: &Path, index: u32) -> PathBuf {
-    dir.join(format!("scene_passthrough_{index:03}.{CONTAINER_EXT}"))
+    TrialFiles::eyetrack(dir, 1).segment(FileKind::Passthrough, index)
 }
 
 /// Device-time step that counts as a gap in the stream (a stall or a reconnect): at least this,
@@ -366,7 +367,7 @@ impl Segment {
 
 /// The device's H.264 stream into segment files `scene_passthrough_NNN.mkv` in one folder.
 pub struct Remuxer {
-    dir: PathBuf,
+    files: TrialFiles,
     seg: Option<Segment>,
     next_index: u32,
     waiting_for_idr: bool,
@@ -379,8 +380,13 @@ pub struct Remuxer {
 impl Remuxer {
     /// Nothing is created until the first IDR arrives (its SPS/PPS describe the file).
     pub fn new(dir: &Path) -> Self {
+        Self::with_files(TrialFiles::eyetrack(dir, 1))
+    }
+
+    /// Segment files named by a layout (`FileKind::Passthrough`).
+    pub fn with_files(files: TrialFiles) -> Self {
         Remuxer {
-            dir: dir.to_owned(),
+            files,
             seg: None,
             next_index: 0,
             waiting_for_idr: true,
@@ -484,7 +490,7 @@ impl Remuxer {
             self.stats.parameter_set_changes += 1;
         }
         let index = self.next_index;
-        let path = segment_path(&self.dir, index);
+        let path = self.files.segment(FileKind::Passthrough, index);
         self.seg = Some(Segment::open(index, path, params, (width, height), first)?);
         self.next_index += 1;
         self.stats.segments += 1;

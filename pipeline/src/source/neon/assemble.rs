@@ -734,7 +734,7 @@ impl Assembler {
         };
         self.stats.eye_events += 1;
         // A few per second at most: the detail string is not a per-frame cost.
-        let (kind, time, detail) = match event {
+        let (kind, time, end, detail) = match event {
             EyeEvent::Fixation(c) | EyeEvent::Saccade(c) => (
                 if matches!(event, EyeEvent::Fixation(_)) {
                     "fixation"
@@ -742,20 +742,22 @@ impl Assembler {
                     "saccade"
                 },
                 c.start_ns,
+                Some(c.end_ns),
                 format!(
                     "start_ns={} end_ns={} mean_px=({:.1},{:.1}) amplitude_deg={:.2} peak_velocity_px_s={:.0}",
                     c.start_ns, c.end_ns, c.mean[0], c.mean[1], c.amplitude_deg, c.peak_velocity
                 ),
             ),
             EyeEvent::FixationOnset { start_ns } => {
-                ("fixation_onset", start_ns, format!("start_ns={start_ns}"))
+                ("fixation_onset", start_ns, None, format!("start_ns={start_ns}"))
             }
             EyeEvent::SaccadeOnset { start_ns } => {
-                ("saccade_onset", start_ns, format!("start_ns={start_ns}"))
+                ("saccade_onset", start_ns, None, format!("start_ns={start_ns}"))
             }
             EyeEvent::Blink { start_ns, end_ns } => (
                 "blink",
                 start_ns,
+                Some(end_ns),
                 format!("start_ns={start_ns} end_ns={end_ns}"),
             ),
             EyeEvent::Keepalive => return,
@@ -764,6 +766,7 @@ impl Assembler {
             kind,
             detail,
             device_time: Some(UnixNanos(time)),
+            end_time: end.map(UnixNanos),
         });
     }
 }

@@ -185,6 +185,7 @@ impl NeonSource {
                 kind: "disconnected",
                 detail: format!("lost the device ({why}); reconnecting"),
                 device_time: last_time,
+                end_time: None,
             });
         } else {
             self.set_disconnected(false);
@@ -197,6 +198,7 @@ impl NeonSource {
                     since.map_or(0.0, |(t, _)| now.since(t) as f64 / 1e9)
                 ),
                 device_time: None,
+                end_time: None,
             });
             self.gap_open = Some(self.last_frame.map_or((now, None), |(m, t)| (m, Some(t))));
         }
@@ -247,6 +249,7 @@ impl NeonSource {
                 kind: "stream_gap",
                 detail,
                 device_time: before,
+                end_time: None,
             });
         }
         self.last_frame = Some((received, t));

@@ -1,0 +1,272 @@
+//! Options that may change while the pipeline runs (the control API's `GET`/`PUT /config`): the
+//! preview box, the overlay's appearance, and the recorded frame rate and size of the next trial.
+//!
+//! One mutex-guarded value plus a generation counter: the preview stage compares the counter
+//! once per frame (one atomic load) and copies the values only after a change; the recorder
+//! reads them at each start. Changes are validated field by field here, so a refusal names the
+//! field (the key is the same as the `eyetrack run` flag and the config file key).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde_json::{json, Map, Value};
+
+use crate::overlay::{MarkerShape, OverlayStyle, Rgb};
+
+/// The run-time changeable values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveValues {
+    pub preview_size: (usize, usize),
+    pub marker: MarkerShape,
+    pub marker_radius: u32,
+    pub marker_thickness: u32,
+    pub worn_color: Rgb,
+    pub not_worn_color: Rgb,
+    pub hud: bool,
+    /// Recording, from the next start on.
+    pub record_fps: u32,
+    /// Recording, from the next start on; `None` = the scene's size.
+    pub record_size: Option<(usize, usize)>,
+}
+
+impl LiveValues {
+    /// The preview's overlay style with these values (the rest as `base`).
+    pub fn overlay_style(&self, base: &OverlayStyle) -> OverlayStyle {
+        OverlayStyle {
+            shape: self.marker,
+            radius: self.marker_radius,
+            thickness: self.marker_thickness,
+            worn: self.worn_color,
+            not_worn: self.not_worn_color,
+            hud: self.hud,
+            ..base.clone()
+        }
+    }
+
+    /// As JSON, keys as the flags are named.
+    pub fn to_json(&self) -> Value {
+        let rgb = |c: Rgb| format!("{:02x}{:02x}{:02x}", c.r, c.g, c.b);
+        let size = |(w, h): (usize, usize)| format!("{w}x{h}");
+        json!({
+            "preview-size": size(self.preview_size),
+            "marker": match self.marker {
+                MarkerShape::Circle => "circle",
+                MarkerShape::Cross => "cross",
+            },
+            "marker-radius": self.marker_radius,
+            "marker-thickness": self.marker_thickness,
+            "worn-color": rgb(self.worn_color),
+            "not-worn-color": rgb(self.not_worn_color),
+            "hud": self.hud,
+            "record-fps": self.record_fps,
+            "record-size": self.record_size.map(size),
+        })
+    }
+}
+
+/// A refused change: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// The keys `PUT /config` accepts.
+pub const KEYS: &[&str] = &[
+    "preview-size",
+    "marker",
+    "marker-radius",
+    "marker-thickness",
+    "worn-color",
+    "not-worn-color",
+    "hud",
+    "record-fps",
+    "record-size",
+];
+
+/// The shared, changeable values; generation 0 means never set (the pipeline's configuration
+/// holds).
+#[derive(Debug, Default)]
+pub struct LiveConfig {
+    values: Mutex<Option<LiveValues>>,
+    generation: AtomicU64,
+}
+
+impl LiveConfig {
+    /// Sets every value (at start, from the run's flags).
+    pub fn set(&self, v: LiveValues) {
+        if let Ok(mut g) = self.values.lock() {
+            *g = Some(v);
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// The values, if ever set.
+    pub fn get(&self) -> Option<LiveValues> {
+        self.values.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Bumped by every change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Applies the fields of a JSON object, all or none: the first field that is unknown or out
+    /// of range is the error and nothing changes. Returns the new values.
+    pub fn apply(&self, patch: &Value) -> Result<LiveValues, FieldError> {
+        let obj = patch.as_object().ok_or_else(|| FieldError {
+            field: "body".into(),
+            message: "must be a JSON object of the fields to change".into(),
+        })?;
+        let mut g = self.values.lock().map_err(|_| FieldError {
+            field: "config".into(),
+            message: "unavailable".into(),
+        })?;
+        let Some(current) = g.as_ref() else {
+            return Err(FieldError {
+                field: "config".into(),
+                message: "this pipeline was started without run-time configuration".into(),
+            });
+        };
+        let next = patched(current, obj)?;
+        *g = Some(next.clone());
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(next)
+    }
+}
+
+fn patched(current: &LiveValues, obj: &Map<String, Value>) -> Result<LiveValues, FieldError> {
+    let mut v = current.clone();
+    for (key, value) in obj {
+        let err = |message: String| FieldError {
+            field: key.clone(),
+            message,
+        };
+        let text = || {
+            value
+                .as_str()
+                .ok_or_else(|| err(format!("expects a string, not {value}")))
+        };
+        let int = |lo: u64, hi: u64| {
+            value
+                .as_u64()
+                .filter(|n| (lo..=hi).contains(n))
+                .map(|n| n as u32)
+                .ok_or_else(|| err(format!("{value} is not an integer in {lo}..={hi}")))
+        };
+        match key.as_str() {
+            "preview-size" => v.preview_size = size(text()?).map_err(err)?,
+            "marker" => {
+                v.marker = match text()? {
+                    "circle" => MarkerShape::Circle,
+                    "cross" => MarkerShape::Cross,
+                    other => return Err(err(format!("'{other}' is not circle or cross"))),
+                }
+            }
+            "marker-radius" => v.marker_radius = int(1, 200)?,
+            "marker-thickness" => v.marker_thickness = int(1, 50)?,
+            "worn-color" => v.worn_color = rgb(text()?).map_err(err)?,
+            "not-worn-color" => v.not_worn_color = rgb(text()?).map_err(err)?,
+            "hud" => {
+                v.hud = value
+                    .as_bool()
+                    .ok_or_else(|| err(format!("expects true or false, not {value}")))?
+            }
+            "record-fps" => v.record_fps = int(1, 30)?,
+            "record-size" => {
+                let (w, h) = size(text()?).map_err(err)?;
+                if w % 2 != 0 || h % 2 != 0 || w < 16 || h < 16 {
+                    return Err(err(format!("{w}x{h} must be even and at least 16x16")));
+                }
+                v.record_size = Some((w, h));
+            }
+            other => {
+                return Err(err(format!(
+                    "unknown field '{other}'; changeable while running: {}",
+                    KEYS.join(", ")
+                )))
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("'{s}' is not WIDTHxHEIGHT"))?;
+    let (w, h): (usize, usize) = match (w.trim().parse(), h.trim().parse()) {
+        (Ok(w), Ok(h)) => (w, h),
+        _ => return Err(format!("'{s}' is not WIDTHxHEIGHT")),
+    };
+    if !(2..=16384).contains(&w) || !(2..=16384).contains(&h) {
+        return Err(format!("'{s}' is outside 2x2 .. 16384x16384"));
+    }
+    Ok((w, h))
+}
+
+fn rgb(s: &str) -> Result<Rgb, String> {
+    let hex = s.trim_start_matches('#');
+    if hex.len() != 6 {
+        return Err(format!("colour '{s}' is not RRGGBB"));
+    }
+    let v = u32::from_str_radix(hex, 16).map_err(|_| format!("colour '{s}' is not RRGGBB"))?;
+    Ok(Rgb {
+        r: (v >> 16) as u8,
+        g: (v >> 8) as u8,
+        b: v as u8,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> LiveValues {
+        LiveValues {
+            preview_size: (640, 360),
+            marker: MarkerShape::Circle,
+            marker_radius: 10,
+            marker_thickness: 2,
+            worn_color: Rgb {
+                r: 255,
+                g: 255,
+                b: 0,
+            },
+            not_worn_color: Rgb { r: 255, g: 0, b: 0 },
+            hud: true,
+            record_fps: 5,
+            record_size: None,
+        }
+    }
+
+    #[test]
+    fn changes_apply_all_or_nothing_and_errors_name_the_field() {
+        let c = LiveConfig::default();
+        assert!(c.apply(&json!({"hud": false})).is_err(), "never set");
+        c.set(values());
+        let g0 = c.generation();
+        let v = c
+            .apply(&json!({"preview-size": "320x240", "record-fps": 10, "worn-color": "00ff00"}))
+            .unwrap();
+        assert_eq!(v.preview_size, (320, 240));
+        assert_eq!(v.record_fps, 10);
+        assert_eq!(v.worn_color, Rgb { r: 0, g: 255, b: 0 });
+        assert!(c.generation() > g0);
+        let e = c
+            .apply(&json!({"hud": false, "record-fps": 99}))
+            .unwrap_err();
+        assert_eq!(e.field, "record-fps");
+        assert!(c.get().unwrap().hud, "nothing applied, hud included");
+        assert_eq!(c.get().unwrap().record_fps, 10);
+        assert_eq!(
+            c.apply(&json!({"record-size": "15x16"})).unwrap_err().field,
+            "record-size"
+        );
+        let e = c.apply(&json!({"colour": 1})).unwrap_err();
+        assert!(e.message.contains("unknown field 'colour'"), "{e}");
+        assert_eq!(c.apply(&json!([1])).unwrap_err().field, "body");
+        assert_eq!(c.get().unwrap().to_json()["preview-size"], "320x240");
+    }
+}
