@@ -25,6 +25,12 @@ pub struct RecordTime {
 }
 
 impl RecordTime {
+    /// For rows of the eyetrack layout, which has no record-time columns.
+    pub const UNSET: RecordTime = RecordTime {
+        unix: UnixNanos(0),
+        mono: MonoNanos(0),
+    };
+
     pub fn now() -> Self {
         RecordTime {
             unix: UnixNanos::now(),
@@ -342,7 +348,12 @@ impl CsvFiles {
 
     /// One gaze row, as the writer thread writes it (public for the CSV benches).
     pub fn write_gaze(&mut self, g: &GazeSample, c: &Counters) -> Result<(), String> {
-        self.write_gaze_at(g, RecordTime::now(), c)
+        let t = if self.logger.is_some() {
+            RecordTime::now()
+        } else {
+            RecordTime::UNSET
+        };
+        self.write_gaze_at(g, t, c)
     }
 
     fn write_gaze_at(&mut self, g: &GazeSample, t: RecordTime, c: &Counters) -> Result<(), String> {

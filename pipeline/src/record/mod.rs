@@ -601,14 +601,23 @@ impl Recorder {
     /// recording flag is read, so a sample that makes it into a recording was taken in before
     /// its stop (the logger layout's record_time columns stay inside the trial).
     pub(crate) fn gaze(&self, g: GazeSample) {
-        let t = RecordTime::now();
+        let t = self.record_time();
         if self.control.recording.load(Ordering::Relaxed) {
             self.csv_try(CsvMsg::Gaze(g, t));
         }
     }
 
+    /// Only the logger layout writes record times; the eyetrack layout skips the clock reads.
+    fn record_time(&self) -> RecordTime {
+        if self.cfg.layout == Layout::Logger {
+            RecordTime::now()
+        } else {
+            RecordTime::UNSET
+        }
+    }
+
     pub(crate) fn imu(&self, s: ImuSample) {
-        let t = RecordTime::now();
+        let t = self.record_time();
         if self.control.recording.load(Ordering::Relaxed) {
             self.csv_try(CsvMsg::Imu(s, t));
         }
