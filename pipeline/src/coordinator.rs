@@ -75,6 +75,8 @@ pub struct Control {
     pub stop: AtomicBool,
     /// A network source lost its device and is reconnecting; the preview says so.
     pub disconnected: AtomicBool,
+    /// Run-time on/off of the optional streams (gaze, IMU, events, eyes, audio).
+    pub streams: crate::streams::StreamSwitches,
 }
 
 impl Default for Control {
@@ -85,6 +87,7 @@ impl Default for Control {
             paused: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             disconnected: AtomicBool::new(false),
+            streams: crate::streams::StreamSwitches::default(),
         }
     }
 }
@@ -474,6 +477,16 @@ fn acquire_stage(
             } => {
                 if let Some(r) = &recorder {
                     r.event(kind, detail, device_time.map(|t| t.0));
+                }
+            }
+            SourceItem::EyeFrame { frame, meta } => {
+                if let Some(r) = &recorder {
+                    r.eye_frame(frame, meta);
+                }
+            }
+            SourceItem::Audio { block, meta } => {
+                if let Some(r) = &recorder {
+                    r.audio(block, meta);
                 }
             }
             SourceItem::Frame { frame, meta } => {

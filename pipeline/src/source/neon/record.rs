@@ -39,6 +39,7 @@ pub fn record(
             port,
             transport,
             request_timeout: Duration::from_secs(5),
+            streams: crate::streams::StreamSet::default(),
         },
         8192,
     )
