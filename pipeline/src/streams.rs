@@ -206,7 +206,6 @@ mod tests {
             sample_rate: 8000,
             channels: 1,
             samples: vec![0; 1024],
-            ..AudioBlock::default()
         };
         assert_eq!(b.duration_ns(), 128_000_000);
     }

@@ -155,7 +155,7 @@ impl<'a> AacPayload<'a> {
         // The first header is longer when the index is; every later one has the delta.
         let count = if bits32 == 0 {
             0
-        } else if bits32 < first || (bits32 - first) % next != 0 {
+        } else if bits32 < first || !(bits32 - first).is_multiple_of(next) {
             return Err(AacError::HeaderBits { bits, per: next });
         } else {
             1 + ((bits32 - first) / next) as usize

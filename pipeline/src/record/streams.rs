@@ -458,11 +458,18 @@ impl EyesWriter {
         video: &EyeVideoSettings,
         counters: &Counters,
     ) -> Result<(), String> {
+        let view = frame.view();
+        if !view.width.is_multiple_of(2) || !view.height.is_multiple_of(2) {
+            return Err(format!(
+                "eye picture {}x{} is not of even size (H.264 4:2:0)",
+                view.width, view.height
+            ));
+        }
         if self.encoder.is_none() {
             // Opened at the first picture: the size is the stream's (384x192 on a Neon).
             let spec = EncoderSpec {
-                width: frame.width() & !1,
-                height: frame.height() & !1,
+                width: view.width,
+                height: view.height,
                 fps: self.fps,
                 input: PixelFormat::I420,
                 crf: video.crf,
@@ -473,15 +480,6 @@ impl EyesWriter {
         }
         let Some(enc) = self.encoder.as_mut() else {
             return Ok(());
-        };
-        let view = frame.view();
-        let view = if view.width % 2 == 0 && view.height % 2 == 0 {
-            view
-        } else {
-            return Err(format!(
-                "eye picture {}x{} is not of even size",
-                view.width, view.height
-            ));
         };
         enc.encode(&view).map_err(|e| format!("eye video: {e}"))?;
         let row = EyeRow {
