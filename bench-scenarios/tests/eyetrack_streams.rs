@@ -212,7 +212,45 @@ fn eyes_and_audio_are_recorded_from_the_simulator_and_from_replay() {
         .output()
         .unwrap();
     ok(out, "eyetrack run (neon-sim)");
+    // `fixture record --eyes --audio` takes both from the device through the same client.
+    let recorded = dir.path().join("recorded.etfx");
+    ok(
+        Command::new(eyetrack())
+            .args([
+                "fixture",
+                "record",
+                "--source",
+                &format!("neon://{}", sim.http),
+            ])
+            .args(["--duration", "1500ms", "--eyes", "--audio", "-o"])
+            .arg(&recorded)
+            .output()
+            .unwrap(),
+        "fixture record",
+    );
     drop(sim);
+    let inspect = ok(
+        Command::new(eyetrack())
+            .args(["fixture", "inspect", "--json"])
+            .arg(&recorded)
+            .output()
+            .unwrap(),
+        "fixture inspect",
+    );
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let stream = |name: &str| {
+        inspect["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} stream in {inspect}"))
+            .clone()
+    };
+    let (eyes, audio) = (stream("eyes"), stream("audio"));
+    assert!(eyes["rtp_packets"].as_u64().unwrap() > 100, "{eyes}");
+    assert_eq!(audio["media"], "audio MPEG4-GENERIC/8000");
+    assert!(audio["rtp_packets"].as_u64().unwrap() >= 8, "{audio}");
     let rec = recording(&root);
     check(&rec, 3.0);
     let status = std::fs::read_to_string(rec.join("status.csv")).unwrap();
