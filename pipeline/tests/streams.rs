@@ -1,7 +1,7 @@
 //! The optional streams in-process: a fixture synthesized with eye video and audio replays
 //! through the same assembler the live client uses; eye pictures come out only while
 //! something records, audio blocks carry 8 kHz PCM on the device clock, and streams switched
-//! off at run time cost no items.
+//! off at run time cost no items. Once warm, neither allocates per picture or block.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,6 +14,14 @@ use pipeline::profile::{Counters, StageProfile};
 use pipeline::source::neon::{FixtureConfig, FixtureSource, LossPolicy};
 use pipeline::source::{Source, SourceItem};
 use pipeline::streams::{Stream, StreamSet};
+
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{Counting, ALLOCS};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 fn fixture(dir: &std::path::Path) -> std::path::PathBuf {
     let out = dir.join("streams.etfx");
@@ -87,10 +95,66 @@ fn replay(path: &std::path::Path, streams: StreamSet, control: &Arc<Control>) ->
     seen
 }
 
+/// Once warm, eye pictures and audio blocks cost no allocation on our side (pooled frames and
+/// blocks; libav's own buffers are its pools). Eye events are the documented exception.
+fn steady_state_allocates_nothing(path: &std::path::Path, streams: StreamSet) {
+    let mut src = FixtureSource::open(FixtureConfig {
+        path: path.to_owned(),
+        paced: false,
+        duration: None,
+        decoder: DecoderKind::Libav,
+        loss: LossPolicy::Conceal,
+        streams,
+    })
+    .unwrap();
+    let control = Arc::new(Control::default());
+    control.streams.apply(&streams);
+    control.recording.store(true, Ordering::Relaxed);
+    src.bind(&Arc::new(Counters::default()), &control);
+    src.reserve_in_flight(4);
+    let mut profile = StageProfile::new(true);
+    let (mut frames, mut eyes, mut blocks, mut allocs) = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        let before = ALLOCS.load(Ordering::Relaxed);
+        let Some(item) = src.next_item(&mut profile).unwrap() else {
+            break;
+        };
+        let n = ALLOCS.load(Ordering::Relaxed) - before;
+        let warm = frames >= 30;
+        match item {
+            SourceItem::Frame { .. } => frames += 1,
+            SourceItem::EyeFrame { .. } => eyes += u64::from(warm),
+            SourceItem::Audio { .. } => blocks += u64::from(warm),
+            SourceItem::Event { .. } => continue,
+            _ => {}
+        }
+        if warm {
+            allocs += n;
+        }
+    }
+    assert!(
+        eyes > 150 && blocks > 5,
+        "{eyes} eye pictures, {blocks} blocks"
+    );
+    // at most a few buffers growing to a new largest unit, never one per picture or block
+    assert!(
+        allocs <= 4,
+        "{allocs} allocations over {eyes} eye pictures and {blocks} blocks"
+    );
+}
+
 #[test]
 fn eyes_and_audio_replay_through_the_assembler() {
     let dir = tempfile::tempdir().unwrap();
     let path = fixture(dir.path());
+    steady_state_allocates_nothing(
+        &path,
+        StreamSet {
+            eyes: true,
+            audio: true,
+            ..StreamSet::default()
+        },
+    );
     let all = StreamSet {
         eyes: true,
         audio: true,
