@@ -82,6 +82,8 @@ pub struct Control {
     /// Preview box, overlay look and the next recording's rate and size, changeable while
     /// running (the control API's `/config`); unset, the pipeline's configuration holds.
     pub live: crate::live_config::LiveConfig,
+    /// Run-time on/off of the optional streams (gaze, IMU, events, eyes, audio).
+    pub streams: crate::streams::StreamSwitches,
 }
 
 impl Default for Control {
@@ -93,6 +95,7 @@ impl Default for Control {
             stop: AtomicBool::new(false),
             disconnected: AtomicBool::new(false),
             live: crate::live_config::LiveConfig::default(),
+            streams: crate::streams::StreamSwitches::default(),
         }
     }
 }
@@ -491,6 +494,16 @@ fn acquire_stage(
                         device_time.map(|t| t.0),
                         end_time.map(|t| t.0),
                     );
+                }
+            }
+            SourceItem::EyeFrame { frame, meta } => {
+                if let Some(r) = &recorder {
+                    r.eye_frame(frame, meta);
+                }
+            }
+            SourceItem::Audio { block, meta } => {
+                if let Some(r) = &recorder {
+                    r.audio(block, meta);
                 }
             }
             SourceItem::Frame { frame, meta } => {

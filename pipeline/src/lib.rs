@@ -25,6 +25,7 @@ pub mod report;
 pub mod resources;
 pub mod sensors;
 pub mod source;
+pub mod streams;
 pub mod targets;
 pub mod time;
 pub mod toggles;

@@ -75,6 +75,8 @@ fn synth_writes_a_neon_like_fixture() {
         keyframe_every: Some(20),
         start_unix_ns: Some(1_767_225_600_000_000_000),
         made_by: "test".into(),
+        eyes: false,
+        audio: false,
     })
     .unwrap();
     assert_eq!(sum.access_units, 60);

@@ -32,6 +32,7 @@ fn replay_allocates_nothing_per_frame_once_warm() {
             duration: None,
             decoder,
             loss: LossPolicy::Conceal,
+            streams: Default::default(),
         })
         .unwrap();
         src.reserve_in_flight(4);

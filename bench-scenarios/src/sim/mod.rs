@@ -140,7 +140,13 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         ip: cfg.bind.to_string(),
         rtsp_port: rtsp.port(),
         time_echo_port: time_echo.port(),
-        sensors: facts.streams.iter().map(|s| s.name.clone()).collect(),
+        // The microphone is no sensor of its own: it is the world URL's m=audio (doc 2.1).
+        sensors: facts
+            .streams
+            .iter()
+            .map(|s| s.name.clone())
+            .filter(|n| n != "audio")
+            .collect(),
     };
     let router = http::router(info, Arc::clone(&timeline), gate_rx.clone());
     tokio::spawn(gate::accept_loop(

@@ -31,21 +31,30 @@ impl PayloadKind {
     }
 }
 
+/// The media a fixture stream's packets belong to: the first `m=audio` for the `audio` stream
+/// (its SDP is the world URL's, doc 4.2), else the first media.
+pub fn stream_media(stream: &str, sdp: &str) -> Option<neon::sdp::MediaDescription> {
+    let d = neon::sdp::parse(sdp.as_bytes()).ok()?;
+    if stream == "audio" {
+        d.first_of_type("audio").cloned()
+    } else {
+        d.medias.into_iter().next()
+    }
+}
+
 /// The clock rate of the SDP's first media (protocol doc 4.1: rates come only from rtpmap).
 pub fn sdp_clock_rate(sdp: &str) -> Option<u32> {
-    neon::sdp::parse(sdp.as_bytes())
-        .ok()?
-        .medias
-        .first()?
-        .clock_rate
+    stream_media("", sdp)?.clock_rate
 }
 
 /// Whether the SDP's first media is H.264 video.
 pub fn sdp_is_h264(sdp: &str) -> bool {
-    neon::sdp::parse(sdp.as_bytes())
-        .ok()
-        .and_then(|d| d.medias.into_iter().next())
-        .is_some_and(|m| m.media_type == "video" && m.is_encoding("H264"))
+    stream_media("", sdp).is_some_and(|m| m.media_type == "video" && m.is_encoding("H264"))
+}
+
+/// The `a=control` of the SDP's first audio media (where a client SETUPs the microphone).
+pub fn sdp_audio_control(sdp: &str) -> Option<String> {
+    stream_media("audio", sdp)?.control
 }
 
 /// True if this RTP packet starts an access unit a decoder can start from: a single SPS, PPS or

@@ -238,9 +238,23 @@ impl Conn {
             .and_then(camera_of)
             .and_then(|c| self.shared.facts.stream_index(&c))
             .or(self.described);
-        let Some(stream) = stream else {
+        let Some(mut stream) = stream else {
             return r(StatusCode::NotFound).build(Vec::new());
         };
+        // The microphone: a SETUP of the described SDP's m=audio control plays the fixture's
+        // `audio` stream (the device's audio is its own session of the world URL, doc 4.2).
+        let facts = &self.shared.facts;
+        let audio_control = facts.streams[usize::from(stream)].audio_control.as_deref();
+        if let (Some(ctrl), Some(uri), Some(audio)) = (
+            audio_control,
+            req.request_uri(),
+            facts.stream_index("audio"),
+        ) {
+            let ctrl = ctrl.trim_start_matches('/');
+            if !ctrl.is_empty() && uri.as_str().trim_end_matches('/').ends_with(ctrl) {
+                stream = audio;
+            }
+        }
         let transports = match req.typed_header::<Transports>() {
             Ok(Some(t)) => t,
             _ => return r(StatusCode::UnsupportedTransport).build(Vec::new()),

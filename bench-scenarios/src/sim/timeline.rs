@@ -25,6 +25,9 @@ pub struct StreamFacts {
     /// RTP packets in one pass; the sequence-number step per loop pass.
     pub rtp_packets: u64,
     pub kind: rewrite::PayloadKind,
+    /// The control of the SDP's `m=audio`, if any: a SETUP of it on a connection that
+    /// DESCRIBEd this stream plays the fixture's `audio` stream (the microphone).
+    pub audio_control: Option<String>,
 }
 
 /// What the simulator learns about its fixture in one streaming pass at startup.
@@ -46,13 +49,19 @@ impl FixtureFacts {
         let mut streams: Vec<StreamFacts> = header
             .streams
             .iter()
-            .map(|s| StreamFacts {
-                name: s.name.clone(),
-                clock_rate: rewrite::sdp_clock_rate(&s.sdp).unwrap_or(90_000),
-                is_h264: rewrite::sdp_is_h264(&s.sdp),
-                sdp: s.sdp.clone(),
-                rtp_packets: 0,
-                kind: rewrite::PayloadKind::for_stream(&s.name),
+            .map(|s| {
+                let media = rewrite::stream_media(&s.name, &s.sdp);
+                StreamFacts {
+                    name: s.name.clone(),
+                    clock_rate: media.as_ref().and_then(|m| m.clock_rate).unwrap_or(90_000),
+                    is_h264: media
+                        .as_ref()
+                        .is_some_and(|m| m.media_type == "video" && m.is_encoding("H264")),
+                    audio_control: rewrite::sdp_audio_control(&s.sdp),
+                    sdp: s.sdp.clone(),
+                    rtp_packets: 0,
+                    kind: rewrite::PayloadKind::for_stream(&s.name),
+                }
             })
             .collect();
         let mut last = 0;

@@ -22,6 +22,7 @@ use pipeline::preview::{fit_size, ResizeFilter};
 use pipeline::record::encoder::EncoderKind;
 use pipeline::record::layout::Layout;
 use pipeline::record::select::FrameSelection;
+use pipeline::record::streams::{StatusPoll, StreamsConfig};
 use pipeline::record::{RecordConfig, RecordingSummary};
 use pipeline::report::{ReportInputs, RunReport};
 use pipeline::resources::ResourceMonitor;
@@ -31,6 +32,7 @@ use pipeline::source::neon::{
 };
 use pipeline::source::synthetic::{SyntheticConfig, SyntheticFormat, SyntheticSource};
 use pipeline::source::Source;
+use pipeline::streams::StreamSet;
 use pipeline::toggles::{ColorPath, CopyMode, OnOff, Preset, Toggles};
 
 #[derive(Parser, Debug)]
@@ -218,6 +220,31 @@ struct RunArgs {
     /// IDR (conceal) or nothing until it (wait-idr).
     #[arg(long, value_enum, default_value_t = LossPolicy::Conceal)]
     loss_policy: LossPolicy,
+    /// Neon and fixture sources: set up the gaze stream (off: no RTSP session for it, and a
+    /// replay skips its packets).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    gaze: OnOff,
+    /// Neon and fixture sources: set up the IMU stream.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    imu: OnOff,
+    /// Neon and fixture sources: set up the eye-event stream (fixations, saccades, blinks).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    events: OnOff,
+    /// Neon and fixture sources: set up the eye cameras' video (384x192 at 200 Hz), decoded
+    /// only while recording; with --record it goes to eyes.mkv + eyes_timing.csv.
+    #[arg(long, value_enum, default_value_t = OnOff::Off)]
+    eyes: OnOff,
+    /// Neon and fixture sources: set up the scene microphone (AAC, the world URL's m=audio);
+    /// with --record it goes to audio.wav + audio_timing.csv.
+    #[arg(long, value_enum, default_value_t = OnOff::Off)]
+    audio: OnOff,
+    /// Recorded eye pictures per second (1-200).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=200))]
+    eyes_fps: u32,
+    /// Neon source with --record: poll the device's /api/status this often and write battery,
+    /// storage and connection to status.csv in the recording.
+    #[arg(long, value_name = "INTERVAL", value_parser = cli::parse_duration)]
+    status_log: Option<Duration>,
     /// How much stream to run, e.g. 10s, 2m, 500ms (default: until Ctrl-C).
     #[arg(long, value_parser = cli::parse_duration)]
     duration: Option<Duration>,
@@ -397,6 +424,17 @@ struct RunArgs {
 }
 
 impl RunArgs {
+    /// The optional streams to set up (`--gaze` ... `--audio`).
+    fn stream_set(&self) -> StreamSet {
+        StreamSet {
+            gaze: self.gaze.is_on(),
+            imu: self.imu.is_on(),
+            events: self.events.is_on(),
+            eyes: self.eyes.is_on(),
+            audio: self.audio.is_on(),
+        }
+    }
+
     fn toggles(&self) -> Toggles {
         let mut t = self.preset.toggles();
         if let Some(v) = self.resize {
@@ -484,6 +522,13 @@ impl RunArgs {
             );
         }
         rc.crf = self.record_crf;
+        let set = self.stream_set();
+        rc.streams = StreamsConfig {
+            eyes: set.eyes,
+            eyes_fps: self.eyes_fps,
+            audio: set.audio,
+            ..StreamsConfig::default()
+        };
         rc.flush_every = toggles.flush_every;
         rc.fsync_every = toggles.fsync_every;
         rc.bgr_input = toggles.color_path == ColorPath::Bgr;
@@ -747,6 +792,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let toggles = args.toggles();
     let paced = !args.as_fast_as_possible;
+    let streams = args.stream_set();
+    // The device whose status --status-log polls.
+    let mut device: Option<(String, u16)> = None;
+    if matches!(args.source, SourceSpec::Synthetic) {
+        anyhow::ensure!(
+            !streams.eyes && !streams.audio,
+            "--eyes on and --audio on need a neon:// or fixture: source"
+        );
+    }
     let source: Box<dyn Source> = match &args.source {
         SourceSpec::Synthetic => Box::new(
             SyntheticSource::new(SyntheticConfig {
@@ -767,10 +821,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 duration: args.duration,
                 decoder: args.decoder,
                 loss: args.loss_policy,
+                streams,
             })
             .with_context(|| format!("fixture {}", path.display()))?,
         ),
-        SourceSpec::Neon { host, port } => Box::new(neon_source(&args, host.clone(), *port)?),
+        SourceSpec::Neon { host, port } => {
+            device = Some((host.clone(), *port));
+            Box::new(neon_source(&args, host.clone(), *port)?)
+        }
         SourceSpec::Discover => {
             let found = discover::browse(args.discover_timeout)?;
             let dev = discover::choose(found, args.device.as_deref(), args.discover_timeout)?;
@@ -780,6 +838,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     dev.name, dev.host, dev.port
                 );
             }
+            device = Some((dev.host.clone(), dev.port));
             Box::new(neon_source(&args, dev.host, dev.port)?)
         }
     };
@@ -799,7 +858,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             info.height
         },
     );
-    let record = args.record_config(&toggles, caps, scene, &info, source.delivers_h264())?;
+    let mut record = args.record_config(&toggles, caps, scene, &info, source.delivers_h264())?;
+    if let Some(interval) = args.status_log {
+        let (Some((host, port)), Some(rc)) = (&device, record.as_mut()) else {
+            anyhow::bail!("--status-log needs a neon:// (or discover) source and --record");
+        };
+        rc.streams.status = Some(StatusPoll {
+            host: host.clone(),
+            port: *port,
+            interval,
+        });
+    }
     let scenario = if record.is_some() {
         "recording"
     } else {
@@ -835,6 +904,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|r| r.size.unwrap_or((scene.0 & !1, scene.1 & !1))),
     });
+    control.streams.apply(&streams);
     control.preview_visible.store(
         args.preview == PreviewVisibility::Visible,
         Ordering::Relaxed,
@@ -994,6 +1064,7 @@ fn neon_source(args: &RunArgs, host: String, port: u16) -> anyhow::Result<NeonSo
     cfg.decoder = args.decoder;
     cfg.loss = args.loss_policy;
     cfg.duration = args.duration;
+    cfg.streams = args.stream_set();
     Ok(NeonSource::connect(cfg)?)
 }
 

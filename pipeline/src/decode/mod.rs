@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::frame::{Frame, FramePool, PixelFormat, Plane};
 
+pub mod aac;
 pub mod annexb;
 pub mod libav;
 pub mod openh264;

@@ -12,6 +12,7 @@
 //! (fed [`rtcp`] sender reports). Gaze, IMU and eye events go through [`clock::StampQueue`] and
 //! [`gaze`], [`imu`], [`events`] instead of the depacketizer.
 
+pub mod aac;
 pub mod clock;
 pub mod events;
 pub mod gaze;

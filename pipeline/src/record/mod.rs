@@ -10,9 +10,12 @@
 
 pub mod csv_files;
 pub mod encoder;
+pub mod files;
 pub mod layout;
 pub mod select;
 pub mod session;
+pub mod streams;
+pub mod wav;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -88,6 +91,8 @@ pub struct RecordConfig {
     pub queue: usize,
     /// Whatever the caller wants in each session.json (toggles, source, platform, versions).
     pub manifest_extra: serde_json::Value,
+    /// The eye video, audio and device status log beside the scene (issue 7).
+    pub streams: streams::StreamsConfig,
 }
 
 impl RecordConfig {
@@ -118,6 +123,7 @@ impl RecordConfig {
             },
             queue: 8,
             manifest_extra: serde_json::Value::Null,
+            streams: streams::StreamsConfig::default(),
         }
     }
 
@@ -129,6 +135,12 @@ impl RecordConfig {
             return Err(RecordError::Config(format!(
                 "record fps {} is outside 1..=30",
                 self.fps
+            )));
+        }
+        if !(1..=200).contains(&self.streams.eyes_fps) {
+            return Err(RecordError::Config(format!(
+                "eye video fps {} is outside 1..=200",
+                self.streams.eyes_fps
             )));
         }
         if let Some((w, h)) = self.size {
@@ -239,6 +251,8 @@ pub struct RecordingSummary {
     pub csv: CsvSummary,
     /// "stopped" or "error: ..." when a fault ended it.
     pub end: String,
+    /// Eye video, audio and status log, when recorded.
+    pub streams: Option<streams::StreamsSummary>,
 }
 
 /// A processed frame offered to the recorder.
@@ -308,6 +322,8 @@ pub struct Recorder {
     /// Offline replays wait for the recorder (every frame is recorded, as every frame goes
     /// through every stage); live runs never wait and count what they had to skip.
     blocking: bool,
+    /// Eye video, audio, status log (`None` when the run records none of them).
+    streams: Option<streams::StreamRecorder>,
 }
 
 /// Threads behind a [`Recorder`], joined when the pipeline ends.
@@ -362,6 +378,9 @@ impl Recorder {
         .map_err(|e| RecordError::Config(format!("cannot start the CSV thread: {e}")))?;
         let overlay = Overlay::new(cfg.overlay_mode, cfg.marker.clone())
             .map_err(|e| RecordError::Config(format!("gaze circle: {e}")))?;
+        // The eye/audio writers keep their phases in a profile of their own (reported at the
+        // end, not in the control API's live histograms).
+        let profile_on = profile.enabled();
         let worker = Worker {
             cfg: cfg.clone(),
             scene,
@@ -382,6 +401,28 @@ impl Recorder {
             .name("record".into())
             .spawn(move || worker.run(cmd_rx, job_rx, au_rx))
             .map_err(|e| RecordError::Config(format!("cannot start the record thread: {e}")))?;
+        let streams = if cfg.streams.any() {
+            Some(
+                streams::StreamRecorder::spawn(
+                    cfg.streams.clone(),
+                    streams::EyeVideoSettings {
+                        encoder: cfg.encoder,
+                        crf: cfg.crf,
+                        selection: cfg.selection,
+                        fsync_every: cfg.fsync_every,
+                    },
+                    Arc::clone(&control),
+                    Arc::clone(&counters),
+                    profile_on,
+                    blocking,
+                )
+                .map_err(|e| {
+                    RecordError::Config(format!("cannot start the record-streams thread: {e}"))
+                })?,
+            )
+        } else {
+            None
+        };
         let recorder = Arc::new(Recorder {
             cfg,
             scene,
@@ -401,6 +442,7 @@ impl Recorder {
             lifecycle: Mutex::new(0),
             logger,
             blocking,
+            streams,
         });
         Ok((recorder, RecorderThreads { record, csv }))
     }
@@ -504,6 +546,13 @@ impl Recorder {
             path: dir.clone(),
             reason: format!("cannot write: {e}"),
         })?;
+        if let Some(s) = &self.streams {
+            s.start(&files::StreamFiles::for_trial(&files))
+                .map_err(|reason| RecordError::Folder {
+                    path: dir.clone(),
+                    reason,
+                })?;
+        }
         let encoder = if self.cfg.overlay_video {
             Some(encoder::open(
                 self.cfg.encoder,
@@ -552,17 +601,49 @@ impl Recorder {
     pub fn stop(&self) -> Result<RecordingSummary, RecordError> {
         let _guard = self.lifecycle.lock().map_err(|_| RecordError::Gone)?;
         self.control.recording.store(false, Ordering::Relaxed);
-        {
+        let ended = {
             let mut st = self.lock_state()?;
             if st.active.is_none() {
-                return st.ended.take().ok_or(RecordError::NotRecording);
+                Some(st.ended.take().ok_or(RecordError::NotRecording))
+            } else {
+                None
             }
+        };
+        let result = match ended {
+            Some(r) => r,
+            None => {
+                let (tx, rx) = bounded(1);
+                self.cmd_tx
+                    .send(Command::Stop(tx))
+                    .map_err(|_| RecordError::Gone)?;
+                rx.recv().map_err(|_| RecordError::Gone)?
+            }
+        };
+        // The optional streams end with the scene (a fault that ended the scene early ends
+        // them at this stop).
+        let extra = self.streams.as_ref().and_then(|s| s.stop());
+        result.map(|mut summary| {
+            summary.streams = extra;
+            summary
+        })
+    }
+
+    /// An eye picture while recording (`--eyes on`); never blocks a live caller.
+    pub(crate) fn eye_frame(&self, frame: Arc<Frame>, meta: FrameMeta) {
+        if let Some(s) = &self.streams {
+            s.eye_frame(frame, meta);
         }
-        let (tx, rx) = bounded(1);
-        self.cmd_tx
-            .send(Command::Stop(tx))
-            .map_err(|_| RecordError::Gone)?;
-        rx.recv().map_err(|_| RecordError::Gone)?
+    }
+
+    /// Decoded audio while recording (`--audio on`); never blocks a live caller.
+    pub(crate) fn audio(
+        &self,
+        block: Arc<crate::streams::AudioBlock>,
+        meta: crate::streams::AudioMeta,
+    ) {
+        if let Some(s) = &self.streams {
+            s.audio(block, meta);
+        }
     }
 
     /// The recording in progress, if any.
@@ -741,6 +822,10 @@ impl Recorder {
             "flush_every": self.cfg.flush_every,
             "fsync_every": self.cfg.fsync_every,
             "input": if self.cfg.bgr_input { "bgr24" } else { "i420" },
+            "eyes": self.cfg.streams.eyes,
+            "eyes_fps": self.cfg.streams.eyes_fps,
+            "audio": self.cfg.streams.audio,
+            "status_log_s": self.cfg.streams.status.as_ref().map(|p| p.interval.as_secs_f64()),
             "run": self.cfg.manifest_extra,
         });
         Manifest {
@@ -775,6 +860,7 @@ impl Recorder {
             job_tx,
             au_tx,
             csv_tx,
+            streams,
             ..
         } = match Arc::try_unwrap(self) {
             Ok(r) => r,
@@ -782,10 +868,13 @@ impl Recorder {
             Err(_) => return (StageProfile::new(false), summary),
         };
         drop((cmd_tx, job_tx, au_tx));
-        let profile = threads
+        let mut profile = threads
             .record
             .join()
             .unwrap_or_else(|_| StageProfile::new(false));
+        if let Some(s) = streams {
+            profile.merge(&s.shutdown());
+        }
         drop(csv_tx);
         let _ = threads.csv.join();
         (profile, summary)
@@ -1493,6 +1582,7 @@ impl Worker {
             segments: a.segments,
             csv,
             end,
+            streams: None,
         }
     }
 

@@ -22,6 +22,17 @@ pub enum SourceItem {
     },
     Gaze(GazeSample),
     Imu(ImuSample),
+    /// A picture of the eye cameras (`--eyes on`; two 192x192 IR images side by side), decoded
+    /// only while something records or previews it.
+    EyeFrame {
+        frame: Arc<Frame>,
+        meta: FrameMeta,
+    },
+    /// Decoded scene-microphone audio (`--audio on`), one RTP packet's worth.
+    Audio {
+        block: Arc<crate::streams::AudioBlock>,
+        meta: crate::streams::AudioMeta,
+    },
     /// Something for the recording's events.csv: a stream gap, a reconnect, an eye event.
     /// Rare (a few per second at most), so the detail may be an owned string.
     Event {

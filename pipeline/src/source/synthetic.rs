@@ -978,7 +978,7 @@ mod tests {
             SourceItem::Frame { meta, .. } => meta.device_time,
             SourceItem::Gaze(g) => g.time,
             SourceItem::Imu(s) => s.time,
-            SourceItem::Event { .. } => unreachable!("the synthetic source emits no events"),
+            other => unreachable!("the synthetic source emits no {other:?}"),
         }
     }
 
@@ -997,6 +997,7 @@ mod tests {
                     format!("G{} {} {} {}", g.time.delta_ns(base), g.x, g.y, g.worn)
                 }
                 SourceItem::Event { kind, .. } => format!("E{kind}"),
+                SourceItem::EyeFrame { .. } | SourceItem::Audio { .. } => "X".to_string(),
                 SourceItem::Imu(m) => format!(
                     "I{} {:?} {:?} {:?}",
                     m.time.delta_ns(base),
@@ -1145,7 +1146,7 @@ mod tests {
                     let g: f32 = m.accel_g.iter().map(|c| c * c).sum::<f32>().sqrt();
                     assert!((g - 1.0).abs() < 0.1, "{m:?}");
                 }
-                SourceItem::Event { kind, .. } => panic!("unexpected event {kind}"),
+                other => panic!("unexpected item {other:?}"),
             }
         }
         assert_eq!(n.0, 300);

@@ -17,9 +17,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::extra::{AudioStream, ExtraStats, EyesStream};
+use crate::coordinator::Control;
 use crate::decode::{self, Decoded, Decoder, DecoderKind, DecoderOptions};
 use crate::fixture::PacketKind;
 use crate::frame::{FramePool, PixelFormat};
+use crate::neon::aac::AacFormat;
 use crate::neon::clock::{ClockRate, StampQueue};
 use crate::neon::events::EyeEvent;
 use crate::neon::gaze::NeonGaze;
@@ -31,6 +34,7 @@ use crate::neon::sdp::{self, MediaDescription};
 use crate::packet::FrameMeta;
 use crate::profile::{Counters, Phase, StageProfile};
 use crate::source::{AccessUnitSink, SourceItem};
+use crate::streams::{Stream, StreamSet};
 use crate::time::{MonoNanos, UnixNanos};
 
 /// The Neon's nominal scene-camera rate (protocol doc 4.1), used when neither the SPS (VUI
@@ -70,10 +74,39 @@ pub enum Sensor {
     Gaze,
     Imu,
     EyeEvents,
+    /// The eye cameras' H.264 (`--eyes on`).
+    Eyes,
+    /// The scene microphone: the world URL's `m=audio`, set up as its own session (`--audio
+    /// on`). Not listed in `/api/status`: the official client copies the world entry (doc 2.1).
+    Audio,
 }
 
 impl Sensor {
-    pub const ALL: [Sensor; 4] = [Sensor::World, Sensor::Gaze, Sensor::Imu, Sensor::EyeEvents];
+    pub const ALL: [Sensor; 6] = [
+        Sensor::World,
+        Sensor::Gaze,
+        Sensor::Imu,
+        Sensor::EyeEvents,
+        Sensor::Eyes,
+        Sensor::Audio,
+    ];
+
+    /// The optional stream this sensor carries (`None` for the world video, always on).
+    pub fn stream(self) -> Option<Stream> {
+        match self {
+            Sensor::World => None,
+            Sensor::Gaze => Some(Stream::Gaze),
+            Sensor::Imu => Some(Stream::Imu),
+            Sensor::EyeEvents => Some(Stream::Events),
+            Sensor::Eyes => Some(Stream::Eyes),
+            Sensor::Audio => Some(Stream::Audio),
+        }
+    }
+
+    /// Whether a run with `set` sets this sensor up.
+    pub fn wanted(self, set: &StreamSet) -> bool {
+        self.stream().is_none_or(|s| set.has(s))
+    }
 
     /// The name in `/api/status` and in fixtures.
     pub fn name(self) -> &'static str {
@@ -82,6 +115,8 @@ impl Sensor {
             Sensor::Gaze => "gaze",
             Sensor::Imu => "imu",
             Sensor::EyeEvents => "eye_events",
+            Sensor::Eyes => "eyes",
+            Sensor::Audio => "audio",
         }
     }
 
@@ -115,6 +150,8 @@ pub struct StreamSetup {
     pub framerate: Option<f64>,
     /// The DESCRIBE answer itself, kept for `eyetrack fixture record`.
     pub sdp: String,
+    /// AudioSpecificConfig and AU-header layout (audio only).
+    pub aac: Option<AacFormat>,
 }
 
 impl StreamSetup {
@@ -126,7 +163,9 @@ impl StreamSetup {
         };
         let desc = sdp::parse(sdp_text).map_err(|e| bad(e.to_string()))?;
         let media = match sensor {
-            Sensor::World => desc.first_of_type("video"),
+            Sensor::World | Sensor::Eyes => desc.first_of_type("video"),
+            // The audio streamer takes the world SDP's first audio media (doc 4.2 step 3).
+            Sensor::Audio => desc.first_of_type("audio"),
             _ => desc.medias.first(),
         }
         .ok_or_else(|| bad("no usable media section".into()))?;
@@ -142,7 +181,7 @@ impl StreamSetup {
             sensor: sensor.name(),
             detail,
         };
-        if sensor == Sensor::World && !media.is_encoding("H264") {
+        if matches!(sensor, Sensor::World | Sensor::Eyes) && !media.is_encoding("H264") {
             return Err(bad(format!(
                 "video encoding {:?} is not H264",
                 media.encoding_name
@@ -155,6 +194,17 @@ impl StreamSetup {
         if let Some(e) = &media.sprop_error {
             return Err(bad(e.clone()));
         }
+        let aac = if sensor == Sensor::Audio {
+            if !media.is_encoding("mpeg4-generic") {
+                return Err(bad(format!(
+                    "audio encoding {:?} is not mpeg4-generic (RFC 3640 AAC)",
+                    media.encoding_name
+                )));
+            }
+            Some(AacFormat::from_media(media).map_err(|e| bad(e.to_string()))?)
+        } else {
+            None
+        };
         // sdp-types keeps attributes but MediaDescription does not carry a=framerate; it is
         // one line, read here.
         let framerate = std::str::from_utf8(sdp_text).ok().and_then(|t| {
@@ -170,6 +220,7 @@ impl StreamSetup {
             parameter_sets: media.sprop_parameter_sets.clone(),
             framerate,
             sdp: String::from_utf8_lossy(sdp_text).into_owned(),
+            aac,
         })
     }
 
@@ -193,11 +244,11 @@ impl StreamSetup {
 
 /// What the world decoder carries from an access unit to its picture.
 #[derive(Clone, Copy, Debug)]
-struct FrameToken {
-    rtp_timestamp: u32,
-    ssrc: u32,
+pub(super) struct FrameToken {
+    pub(super) rtp_timestamp: u32,
+    pub(super) ssrc: u32,
     /// Arrival of the packet that completed the access unit.
-    received: MonoNanos,
+    pub(super) received: MonoNanos,
 }
 
 /// Running totals across reconnects, published into [`Counters`].
@@ -227,19 +278,23 @@ pub struct AssemblerStats {
     pub max_frame_gap_ns: u64,
     /// Frames decoded after a loss and before the next IDR ([`LossPolicy::Conceal`]).
     pub concealed_frames: u64,
+    /// The eye video and audio (`--eyes on`, `--audio on`).
+    pub extra: ExtraStats,
+    /// Packets of streams switched off at run time, dropped unread.
+    pub switched_off_packets: u64,
 }
 
 /// Packet-level state of one sensor's current session.
 #[derive(Debug, Default)]
-struct RtpIn {
-    setup: Option<Arc<StreamSetup>>,
-    seq: SeqUnwrapper,
+pub(super) struct RtpIn {
+    pub(super) setup: Option<Arc<StreamSetup>>,
+    pub(super) seq: SeqUnwrapper,
     /// Totals of earlier sessions (the unwrapper restarts at each reset).
     carried: SeqStats,
 }
 
 impl RtpIn {
-    fn stats(&self) -> SeqStats {
+    pub(super) fn stats(&self) -> SeqStats {
         let s = self.seq.stats();
         let c = self.carried;
         SeqStats {
@@ -251,7 +306,7 @@ impl RtpIn {
         }
     }
 
-    fn reset(&mut self, setup: &Arc<StreamSetup>) {
+    pub(super) fn reset(&mut self, setup: &Arc<StreamSetup>) {
         self.carried = self.stats();
         self.seq.reset();
         self.setup = Some(Arc::clone(setup));
@@ -259,7 +314,7 @@ impl RtpIn {
 
     /// Whether `setup` differs from the session's (by identity first: the same `Arc` is the
     /// same session, so the per-packet check is a pointer compare).
-    fn is_new(&self, setup: &Arc<StreamSetup>) -> bool {
+    pub(super) fn is_new(&self, setup: &Arc<StreamSetup>) -> bool {
         match &self.setup {
             Some(s) => !Arc::ptr_eq(s, setup),
             None => true,
@@ -267,7 +322,7 @@ impl RtpIn {
     }
 
     /// Accepts the packet unless it is a duplicate or late (the depacketizer needs order).
-    fn accept(&mut self, seq: u16) -> bool {
+    pub(super) fn accept(&mut self, seq: u16) -> bool {
         !matches!(
             self.seq.push(seq).1,
             SeqEvent::Duplicate | SeqEvent::Reordered | SeqEvent::TooOld
@@ -281,7 +336,7 @@ impl RtpIn {
 /// loopback). A frame's `capture_mono` is then its device time plus the offset, and the
 /// report's end-to-end latency runs from capture, not from arrival.
 #[derive(Debug, Default, Clone, Copy)]
-struct HostClock {
+pub(super) struct HostClock {
     /// host_mono_ns - device_unix_ns.
     offset: Option<i128>,
     last: Option<MonoNanos>,
@@ -297,7 +352,7 @@ impl HostClock {
         self.offset = Some(self.offset.map_or(o, |prev| (prev + creep).min(o)));
     }
 
-    fn to_mono(self, device: UnixNanos) -> Option<MonoNanos> {
+    pub(super) fn to_mono(self, device: UnixNanos) -> Option<MonoNanos> {
         let t = i128::from(device.0) + self.offset?;
         u64::try_from(t).ok().map(MonoNanos)
     }
@@ -336,12 +391,38 @@ pub struct Assembler {
     /// The passthrough recorder, given every world access unit as received (once the stream's
     /// clock is anchored by an SR; earlier units have no device time and are not passed on).
     sink: Option<Arc<dyn AccessUnitSink>>,
+    /// Run-time stream switches and whether anything records (eye video is decoded only then).
+    control: Option<Arc<Control>>,
+    eyes: Option<Box<EyesStream>>,
+    audio: Option<Box<AudioStream>>,
+    decoder_kind: DecoderKind,
+    frames_in_flight: usize,
+    switched_off: u64,
 }
 
 impl Assembler {
     /// Hands every depacketized world access unit to `sink` before it is decoded.
     pub fn set_sink(&mut self, sink: Arc<dyn AccessUnitSink>) {
         self.sink = Some(sink);
+    }
+
+    /// The pipeline's switches: streams switched off drop their packets unread, and the eye
+    /// video is decoded only while recording or previewed. Without it everything is handled.
+    pub fn set_control(&mut self, control: Arc<Control>) {
+        self.control = Some(control);
+    }
+
+    fn stream_on(&self, sensor: Sensor) -> bool {
+        match (sensor.stream(), &self.control) {
+            (Some(s), Some(c)) => c.streams.is_on(s),
+            _ => true,
+        }
+    }
+
+    fn eyes_wanted(&self) -> bool {
+        self.control.as_ref().is_none_or(|c| {
+            c.recording.load(Ordering::Relaxed) || c.streams.eyes_preview.load(Ordering::Relaxed)
+        })
     }
 
     /// `fps` numbers the frames (`camera_index` from device time); `frames_in_flight` sizes
@@ -360,6 +441,7 @@ impl Assembler {
         let mut depack = Depacketizer::new();
         depack.set_resync_at_idr(loss == LossPolicy::WaitIdr);
         depack.set_partial(loss == LossPolicy::Conceal && decoder == DecoderKind::Libav);
+        let decoder_kind = decoder;
         let mut decoder = decode::open(decoder, &options)?;
         decoder.set_conceal(loss == LossPolicy::Conceal);
         Ok(Assembler {
@@ -391,6 +473,12 @@ impl Assembler {
             decode_errors: 0,
             last_error: None,
             sink: None,
+            control: None,
+            eyes: None,
+            audio: None,
+            decoder_kind,
+            frames_in_flight,
+            switched_off: 0,
         })
     }
 
@@ -417,6 +505,14 @@ impl Assembler {
             self.gaze_rtp.stats(),
             self.imu_rtp.stats(),
             self.events_rtp.stats(),
+            self.eyes
+                .as_ref()
+                .map(|e| e.rtp.stats())
+                .unwrap_or_default(),
+            self.audio
+                .as_ref()
+                .map(|a| a.rtp.stats())
+                .unwrap_or_default(),
         ];
         s.rtp_packets = rtp.iter().map(|r| r.received).sum();
         s.rtp_lost = rtp.iter().map(|r| r.lost).sum();
@@ -431,6 +527,19 @@ impl Assembler {
         s.decode_errors = self.decode_errors;
         s.concealed_frames = self.world.decoder.stats().concealed;
         s.dropped_before_sr = self.world.stamp.stats().overflowed + self.gaze.stats().overflowed;
+        let e = self.eyes.as_ref().map(|e| e.stats()).unwrap_or_default();
+        let a = self.audio.as_ref().map(|a| a.stats()).unwrap_or_default();
+        s.extra = ExtraStats {
+            eye_frames: e.eye_frames,
+            eye_units_not_decoded: e.eye_units_not_decoded,
+            eye_decode_errors: e.eye_decode_errors,
+            audio_blocks: a.audio_blocks,
+            audio_samples: a.audio_samples,
+            audio_errors: a.audio_errors,
+            dropped_before_sr: e.dropped_before_sr + a.dropped_before_sr,
+        };
+        s.dropped_before_sr += s.extra.dropped_before_sr;
+        s.switched_off_packets = self.switched_off;
         s
     }
 
@@ -471,6 +580,10 @@ impl Assembler {
         arrival: MonoNanos,
         profile: &mut StageProfile,
     ) -> u64 {
+        if !self.stream_on(setup.sensor) {
+            self.switched_off += 1;
+            return 0;
+        }
         self.adopt(setup);
         match kind {
             PacketKind::Rtcp => self.rtcp(setup.sensor, data, arrival),
@@ -479,6 +592,22 @@ impl Assembler {
                 Sensor::Gaze => self.gaze_rtp(data),
                 Sensor::Imu => self.imu_rtp(data),
                 Sensor::EyeEvents => self.events_rtp(data),
+                Sensor::Eyes => {
+                    let decode = self.eyes_wanted();
+                    if let Some(e) = self.eyes.as_mut() {
+                        let (ns, bad) =
+                            e.rtp(data, arrival, decode, &self.host, profile, &mut self.out);
+                        self.malformed += bad;
+                        return ns;
+                    }
+                }
+                Sensor::Audio => {
+                    if let Some(a) = self.audio.as_mut() {
+                        let (ns, bad) = a.rtp(data, arrival, profile, &mut self.out);
+                        self.malformed += bad;
+                        return ns;
+                    }
+                }
             },
         }
         0
@@ -551,6 +680,32 @@ impl Assembler {
                     self.events_rtp.reset(setup);
                 }
             }
+            Sensor::Eyes => {
+                if self.eyes.is_none() {
+                    match EyesStream::new(self.decoder_kind, self.frames_in_flight) {
+                        Ok(e) => self.eyes = Some(Box::new(e)),
+                        Err(e) => {
+                            self.last_error = Some(format!("eye video decoder: {e}"));
+                            return;
+                        }
+                    }
+                }
+                if let Some(e) = self.eyes.as_mut() {
+                    e.adopt(setup);
+                }
+            }
+            Sensor::Audio => {
+                let r = match self.audio.as_mut() {
+                    Some(a) => a.adopt(setup),
+                    None => AudioStream::new(setup).map(|mut a| {
+                        let _ = a.adopt(setup);
+                        self.audio = Some(Box::new(a));
+                    }),
+                };
+                if let Err(e) = r {
+                    self.last_error = Some(format!("audio: {e}"));
+                }
+            }
         }
     }
 
@@ -559,14 +714,14 @@ impl Assembler {
             match p {
                 Ok(RtcpPacket::SenderReport(sr)) => {
                     let streaming = match sensor {
-                        Sensor::World => &self.world.rtp,
-                        Sensor::Gaze => &self.gaze_rtp,
-                        Sensor::Imu => &self.imu_rtp,
-                        Sensor::EyeEvents => &self.events_rtp,
+                        Sensor::World => Some(&self.world.rtp),
+                        Sensor::Gaze => Some(&self.gaze_rtp),
+                        Sensor::Imu => Some(&self.imu_rtp),
+                        Sensor::EyeEvents => Some(&self.events_rtp),
+                        Sensor::Eyes => self.eyes.as_ref().map(|e| &e.rtp),
+                        Sensor::Audio => self.audio.as_ref().map(|a| &a.rtp),
                     }
-                    .seq
-                    .highest()
-                    .is_some();
+                    .is_some_and(|r| r.seq.highest().is_some());
                     // Only an SR sent while the stream flows says what time it is now: one
                     // sent before the first packet (the simulator's, doc 10 item 7) carries
                     // the first packet's mapping, up to a GOP ahead of its sending.
@@ -581,6 +736,16 @@ impl Assembler {
                         Sensor::Gaze => {
                             self.gaze.on_sender_report(&sr.info);
                             self.drain_gaze();
+                        }
+                        Sensor::Eyes => {
+                            if let Some(e) = self.eyes.as_mut() {
+                                e.on_sender_report(&sr.info, &self.host, &mut self.out);
+                            }
+                        }
+                        Sensor::Audio => {
+                            if let Some(a) = self.audio.as_mut() {
+                                a.on_sender_report(&sr.info, &mut self.out);
+                            }
                         }
                         // IMU and eye events carry their own times (doc 6.2, 6.3).
                         Sensor::Imu | Sensor::EyeEvents => {}
@@ -785,6 +950,7 @@ mod tests {
             parameter_sets: Vec::new(),
             framerate: None,
             sdp: String::new(),
+            aac: None,
         })
     }
 

@@ -18,6 +18,7 @@ use crate::decode::DecoderKind;
 use crate::frame::PixelFormat;
 use crate::profile::{Counters, StageProfile};
 use crate::source::{Source, SourceError, SourceInfo, SourceItem};
+use crate::streams::StreamSet;
 use crate::time::{MonoNanos, UnixNanos};
 
 /// The device's default HTTP port (protocol doc 1).
@@ -39,6 +40,8 @@ pub struct NeonConfig {
     /// Packets that may wait between the network thread and the pipeline (about 1.5 s of the
     /// world stream at 1300 packets/s by default).
     pub channel_capacity: usize,
+    /// Optional streams to set up (`--gaze`, `--imu`, `--events`, `--eyes`, `--audio`).
+    pub streams: StreamSet,
 }
 
 impl NeonConfig {
@@ -52,6 +55,7 @@ impl NeonConfig {
             duration: None,
             request_timeout: Duration::from_secs(3),
             channel_capacity: 2048,
+            streams: StreamSet::default(),
         }
     }
 }
@@ -92,6 +96,7 @@ impl NeonSource {
                 port: cfg.port,
                 transport: cfg.transport,
                 request_timeout: cfg.request_timeout,
+                streams: cfg.streams,
             },
             cfg.channel_capacity,
         )
@@ -290,6 +295,7 @@ impl Source for NeonSource {
     fn bind(&mut self, counters: &Arc<Counters>, control: &Arc<Control>) {
         self.counters = Some(Arc::clone(counters));
         self.control = Some(Arc::clone(control));
+        self.assembler.set_control(Arc::clone(control));
         let lost = !self.net.link.connected.load(Ordering::Relaxed);
         self.set_disconnected(lost);
     }

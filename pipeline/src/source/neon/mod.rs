@@ -10,6 +10,7 @@
 
 pub mod assemble;
 pub mod discover;
+pub mod extra;
 pub mod live;
 mod net;
 pub mod record;

@@ -28,6 +28,7 @@ use super::assemble::{Sensor, StreamSetup};
 use super::status;
 use super::RtspTransport;
 use crate::fixture::PacketKind;
+use crate::streams::StreamSet;
 use crate::time::MonoNanos;
 
 /// No world RTP for this long means the device is gone (or stalled): reconnect.
@@ -51,6 +52,8 @@ pub(crate) struct NetConfig {
     pub transport: RtspTransport,
     /// Limit of each HTTP request and each RTSP step (DESCRIBE, SETUP, PLAY).
     pub request_timeout: Duration,
+    /// The optional streams to set up; the others get no session at all.
+    pub streams: StreamSet,
 }
 
 /// A packet as retina hands it over (its buffer is moved, not copied).
@@ -374,7 +377,17 @@ async fn connect(cfg: &NetConfig) -> Result<Connection, String> {
     let group = Arc::new(SessionGroup::default());
     let mut sessions = Vec::with_capacity(Sensor::ALL.len());
     for sensor in Sensor::ALL {
+        if !sensor.wanted(&cfg.streams) {
+            continue;
+        }
         let Some(url) = status.url(sensor) else {
+            // Asked for explicitly (off by default): say so rather than record nothing.
+            if matches!(sensor, Sensor::Eyes) {
+                return Err(format!(
+                    "{}:{} lists no connected DIRECT eyes sensor in /api/status (--eyes on)",
+                    cfg.host, cfg.port
+                ));
+            }
             continue;
         };
         let opened = tokio::time::timeout(
@@ -410,7 +423,18 @@ async fn open_session(
         .map_err(|e| err("DESCRIBE", &e))?;
     let setup = StreamSetup::from_sdp(sensor, session.sdp()).map_err(|e| err("SDP", &e))?;
     let index = match sensor {
-        Sensor::World => session.streams().iter().position(|s| s.media() == "video"),
+        Sensor::World | Sensor::Eyes => session.streams().iter().position(|s| s.media() == "video"),
+        Sensor::Audio => {
+            let i = session.streams().iter().position(|s| s.media() == "audio");
+            if i.is_none() {
+                // Doc 4.2: a world SDP without m=audio means the microphone is off.
+                return Err(format!(
+                    "{url}: the world SDP has no audio media (is the microphone on in the \
+                     Companion app?) (--audio on)"
+                ));
+            }
+            i
+        }
         _ => (!session.streams().is_empty()).then_some(0),
     }
     .ok_or_else(|| format!("{url}: the SDP has no stream to set up"))?;

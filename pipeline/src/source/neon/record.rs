@@ -32,6 +32,7 @@ pub fn record(
     duration: Duration,
     output: &Path,
     made_by: String,
+    streams: crate::streams::StreamSet,
 ) -> Result<RecordSummary, String> {
     let (net, first) = NetThread::start(
         NetConfig {
@@ -39,6 +40,7 @@ pub fn record(
             port,
             transport,
             request_timeout: Duration::from_secs(5),
+            streams,
         },
         8192,
     )

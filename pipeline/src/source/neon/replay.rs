@@ -21,6 +21,7 @@ use crate::fixture::FixtureReader;
 use crate::frame::PixelFormat;
 use crate::profile::{Counters, StageProfile};
 use crate::source::{Source, SourceError, SourceInfo, SourceItem};
+use crate::streams::StreamSet;
 use crate::time::MonoNanos;
 
 #[derive(Clone, Debug)]
@@ -33,6 +34,8 @@ pub struct FixtureConfig {
     pub decoder: DecoderKind,
     /// What the world stream does after packet loss.
     pub loss: LossPolicy,
+    /// Optional streams to replay; the others' packets are skipped unread.
+    pub streams: StreamSet,
 }
 
 pub struct FixtureSource {
@@ -55,7 +58,7 @@ impl FixtureSource {
         let mut setups = Vec::new();
         let mut world = None;
         for s in &reader.header().streams {
-            let setup = match Sensor::from_name(&s.name) {
+            let setup = match Sensor::from_name(&s.name).filter(|s| s.wanted(&cfg.streams)) {
                 Some(sensor) => Some(Arc::new(
                     StreamSetup::from_sdp(sensor, s.sdp.as_bytes())
                         .map_err(|e| SourceError::Config(format!("fixture: {e}")))?,
@@ -66,6 +69,20 @@ impl FixtureSource {
                 world = Some(Arc::clone(w));
             }
             setups.push(setup);
+        }
+        for (wanted, sensor, flag) in [
+            (cfg.streams.eyes, Sensor::Eyes, "--eyes on"),
+            (cfg.streams.audio, Sensor::Audio, "--audio on"),
+        ] {
+            let present = setups.iter().flatten().any(|s| s.sensor == sensor);
+            if wanted && !present {
+                return Err(SourceError::Config(format!(
+                    "fixture {} has no {} stream ({flag}); make one with `eyetrack fixture \
+                     synth --eyes --audio`",
+                    cfg.path.display(),
+                    sensor.name()
+                )));
+            }
         }
         let world = world.ok_or_else(|| {
             SourceError::Config(format!(
@@ -173,8 +190,9 @@ impl Source for FixtureSource {
             .preallocate(frames, self.info.width, self.info.height);
     }
 
-    fn bind(&mut self, counters: &Arc<Counters>, _control: &Arc<Control>) {
+    fn bind(&mut self, counters: &Arc<Counters>, control: &Arc<Control>) {
         self.counters = Some(Arc::clone(counters));
+        self.assembler.set_control(Arc::clone(control));
     }
 
     fn next_item(&mut self, profile: &mut StageProfile) -> Result<Option<SourceItem>, SourceError> {

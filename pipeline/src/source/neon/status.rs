@@ -35,7 +35,13 @@ pub struct DeviceStatus {
 }
 
 impl DeviceStatus {
+    /// The URL to stream `sensor` from. Audio has no entry of its own: it is the world URL's
+    /// `m=audio` (the official client copies the world entry, doc 2.1).
     pub fn url(&self, sensor: Sensor) -> Option<&str> {
+        let sensor = match sensor {
+            Sensor::Audio => Sensor::World,
+            s => s,
+        };
         self.sensors
             .iter()
             .find(|s| s.sensor == sensor)
@@ -45,6 +51,74 @@ impl DeviceStatus {
 
 /// `GET http://host:port/api/status` with an overall `timeout`.
 pub fn fetch(host: &str, port: u16, timeout: Duration) -> Result<DeviceStatus, StatusError> {
+    let (url, body) = get(host, port, timeout)?;
+    parse(&body, host).map_err(|detail| StatusError::Json { url, detail })
+}
+
+/// The device's health for `--status-log`: battery, storage, connected sensors (doc 2.1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceHealth {
+    /// Percent (0-100).
+    pub battery_level: Option<i64>,
+    /// `OK`, `LOW` or `CRITICAL`.
+    pub battery_state: Option<String>,
+    /// Free storage in bytes.
+    pub memory_bytes: Option<u64>,
+    pub memory_state: Option<String>,
+    /// DIRECT sensors the device lists as connected.
+    pub connected_sensors: Vec<String>,
+}
+
+/// `GET /api/status` reduced to [`DeviceHealth`].
+pub fn fetch_health(host: &str, port: u16, timeout: Duration) -> Result<DeviceHealth, StatusError> {
+    let (url, body) = get(host, port, timeout)?;
+    parse_health(&body).map_err(|detail| StatusError::Json { url, detail })
+}
+
+/// Reads the `Phone` component and the connected DIRECT sensors of a status reply.
+pub fn parse_health(body: &str) -> Result<DeviceHealth, String> {
+    let v: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let items = v
+        .get("result")
+        .and_then(Value::as_array)
+        .ok_or("no `result` list")?;
+    let mut h = DeviceHealth::default();
+    for item in items {
+        let (Some(model), Some(data)) =
+            (item.get("model").and_then(Value::as_str), item.get("data"))
+        else {
+            continue;
+        };
+        let s = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
+        match model {
+            "Phone" => {
+                h.battery_level = data
+                    .get("battery_level")
+                    .and_then(|b| b.as_i64().or_else(|| b.as_f64().map(|f| f.round() as i64)));
+                h.battery_state = s("battery_state");
+                h.memory_bytes = data.get("memory").and_then(Value::as_u64);
+                h.memory_state = s("memory_state");
+            }
+            "Sensor" => {
+                let connected = data.get("connected").and_then(Value::as_bool) == Some(true);
+                if let (true, Some("DIRECT"), Some(name)) = (
+                    connected,
+                    data.get("conn_type").and_then(Value::as_str),
+                    s("sensor"),
+                ) {
+                    if !h.connected_sensors.contains(&name) {
+                        h.connected_sensors.push(name);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(h)
+}
+
+/// The body of `GET /api/status` (errors carry the API's `message`).
+fn get(host: &str, port: u16, timeout: Duration) -> Result<(String, String), StatusError> {
     let url = format!("http://{host}:{port}/api/status");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -69,10 +143,7 @@ pub fn fetch(host: &str, port: u16, timeout: Duration) -> Result<DeviceStatus, S
             .unwrap_or_default();
         return Err(http(format!("HTTP {status} {message}")));
     }
-    parse(&body, host).map_err(|detail| StatusError::Json {
-        url: url.clone(),
-        detail,
-    })
+    Ok((url, body))
 }
 
 /// Reads the status reply. Sensors that are not DIRECT or not connected are skipped (only
@@ -95,7 +166,10 @@ pub fn parse(body: &str, fallback_host: &str) -> Result<DeviceStatus, String> {
         match model {
             "Phone" => out.device_name = s("device_name").map(str::to_owned),
             "Sensor" => {
-                let Some(sensor) = s("sensor").and_then(Sensor::from_name) else {
+                let Some(sensor) = s("sensor")
+                    .and_then(Sensor::from_name)
+                    .filter(|s| *s != Sensor::Audio)
+                else {
                     continue;
                 };
                 let connected = data.get("connected").and_then(Value::as_bool) == Some(true);
@@ -147,8 +221,25 @@ mod tests {
         );
         assert_eq!(s.url(Sensor::Gaze), None, "not connected");
         assert_eq!(s.url(Sensor::Imu), Some("rtsp://10.0.0.5:8086/?camera=imu"));
-        assert_eq!(s.sensors.len(), 2);
+        assert_eq!(s.url(Sensor::Eyes), Some("rtsp://10.0.0.5:8086/"));
+        assert_eq!(
+            s.url(Sensor::Audio),
+            s.url(Sensor::World),
+            "audio is the world URL"
+        );
+        assert_eq!(s.sensors.len(), 3);
         assert!(parse("not json", "h").is_err());
+        let h = parse_health(body).unwrap();
+        assert_eq!(h.battery_level, None, "this Phone lists no battery");
+        assert_eq!(h.connected_sensors, ["world", "imu", "eyes"]);
+        let h = parse_health(
+            r#"{"result":[{"model":"Phone","data":{"battery_level":87,
+            "battery_state":"OK","memory":42000000000,"memory_state":"LOW"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(h.battery_level, Some(87));
+        assert_eq!(h.memory_bytes, Some(42_000_000_000));
+        assert_eq!(h.memory_state.as_deref(), Some("LOW"));
         assert!(parse(r#"{"message":"x"}"#, "h").is_err());
     }
 }
