@@ -126,11 +126,16 @@ fn streams_ten_seconds_over_udp_and_tcp() {
         assert!(frames >= 290, "{t}: {frames} frames in 10 s");
         assert!(gaze >= 1900, "{t}: {gaze} gaze samples in 10 s");
         assert_eq!(counter(&r, "net_decode_errors"), 0, "{t}");
-        assert_eq!(
-            counter(&r, "net_rtp_lost"),
-            0,
-            "{t}: loopback loses nothing"
-        );
+        // Loopback UDP loses packets only when the receiving thread is descheduled long
+        // enough for the kernel's socket buffer (rmem_default) to fill: seen as 29 of ~18000
+        // on this 2-core box while two builds ran beside the test. TCP loses nothing.
+        let lost = counter(&r, "net_rtp_lost");
+        let limit = if t == "udp" {
+            counter(&r, "net_rtp_packets") / 100
+        } else {
+            0
+        };
+        assert!(lost <= limit, "{t}: {lost} RTP packets lost on loopback");
         assert_eq!(counter(&r, "net_reconnects"), 0, "{t}");
         assert!(counter(&r, "imu_samples") > 1000, "{t}");
         assert!(counter(&r, "net_eye_events") > 0, "{t}");
