@@ -298,7 +298,7 @@ mod tests {
         let c = LiveConfig::default();
         let sw = StreamSwitches::default();
         assert!(c.apply(&json!({"hud": false}), &sw).is_err(), "never set");
-        c.set(values(), &sw);
+        c.set(values());
         let g0 = c.generation();
         let v = c
             .apply(
