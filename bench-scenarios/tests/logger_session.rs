@@ -1,6 +1,6 @@
 //! Issue 7's done-when test: a fixture with eye video and audio served by neon-sim on
 //! 127.0.0.1, recorded by `eyetrack run --layout logger --eyes on --audio on --record-cycle` as
-//! two trials; every file of both trials with its documented header, rows that parse, ffprobe
+//! two trials with `--status-log`; every file of both trials with its documented header, rows that parse, ffprobe
 //! on both videos and the WAV, and record times inside each trial.
 
 use std::collections::BTreeMap;
@@ -152,6 +152,22 @@ const CSVS: &[(&str, &[&str])] = &[
             "record_time_mono",
         ],
     ),
+    (
+        "DEVICESTATUS",
+        &[
+            "Module",
+            "trial",
+            "connected",
+            "battery_level",
+            "battery_state",
+            "memory_bytes",
+            "memory_state",
+            "sensors",
+            "error",
+            "record_time_unix",
+            "record_time_mono",
+        ],
+    ),
 ];
 
 /// Seconds written with exactly `decimals` digits after the point, as nanoseconds.
@@ -228,7 +244,14 @@ fn logger_layout_records_two_trials_with_eyes_and_audio_from_the_simulator() {
         Command::new(eyetrack())
             .args(["run", "--source", &format!("neon://{}", sim.http)])
             .args(["--layout", "logger", "--eyes", "on", "--audio", "on"])
-            .args(["--record-cycle", "2s", "--duration", "7s"])
+            .args([
+                "--record-cycle",
+                "2s",
+                "--duration",
+                "7s",
+                "--status-log",
+                "1s",
+            ])
             .args(["--record-size", "320x240", "--prefix", "T", "--quiet"])
             .arg("--session-dir")
             .arg(&session)
@@ -265,7 +288,14 @@ fn logger_layout_records_two_trials_with_eyes_and_audio_from_the_simulator() {
             all.push((kind, rows, monos));
         }
         let rows = |kind: &str| &all.iter().find(|(k, ..)| *k == kind).unwrap().1;
-        for kind in ["FRAME", "GAZEDATA", "IMU", "EYES_TIMING", "AUDIO_TIMING"] {
+        for kind in [
+            "FRAME",
+            "GAZEDATA",
+            "IMU",
+            "EYES_TIMING",
+            "AUDIO_TIMING",
+            "DEVICESTATUS",
+        ] {
             assert!(!rows(kind).is_empty(), "{kind} of trial {trial} has rows");
         }
         // Every row of the trial, in every file, lies between its start and stop events.
@@ -280,6 +310,10 @@ fn logger_layout_records_two_trials_with_eyes_and_audio_from_the_simulator() {
             hits[0]
         };
         let (start, stop) = (event_mono("recording_start"), event_mono("recording_stop"));
+        assert!(
+            rows("DEVICESTATUS").iter().all(|r| &r[2] == "1"),
+            "neon-sim answers every status poll"
+        );
         for (kind, _, monos) in &all {
             for m in monos {
                 assert!(
