@@ -1,5 +1,6 @@
 //! Options that may change while the pipeline runs (the control API's `GET`/`PUT /config`): the
-//! preview box, the overlay's appearance, and the recorded frame rate and size of the next trial.
+//! preview box, the overlay's appearance, the recorded frame rate and size of the next trial, and
+//! the stream enables (gaze, imu, events, eyes, audio; kept in [`StreamSwitches`]).
 //!
 //! One mutex-guarded value plus a generation counter: the preview stage compares the counter
 //! once per frame (one atomic load) and copies the values only after a change; the recorder
@@ -12,6 +13,7 @@ use std::sync::Mutex;
 use serde_json::{json, Map, Value};
 
 use crate::overlay::{MarkerShape, OverlayStyle, Rgb};
+use crate::streams::{Stream, StreamSwitches};
 
 /// The run-time changeable values.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,7 +74,7 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// The keys `PUT /config` accepts.
+/// The keys `PUT /config` accepts (the stream enables are [`Stream::name`]s).
 pub const KEYS: &[&str] = &[
     "preview-size",
     "marker",
@@ -83,7 +85,50 @@ pub const KEYS: &[&str] = &[
     "hud",
     "record-fps",
     "record-size",
+    "gaze",
+    "imu",
+    "events",
+    "eyes",
+    "audio",
 ];
+
+/// The stream enables as JSON (`"gaze": true`, ...), beside [`LiveValues::to_json`]'s keys.
+pub fn streams_json(sw: &StreamSwitches, into: &mut Value) {
+    if let Some(obj) = into.as_object_mut() {
+        for s in Stream::ALL {
+            obj.insert(s.name().into(), Value::Bool(sw.is_on(s)));
+        }
+    }
+}
+
+/// The stream switches a patch asks for, validated: booleans, and on only for a stream the run
+/// set up (its RTSP session exists only if it was asked for at start, see [`crate::streams`]).
+fn stream_patch(
+    obj: &Map<String, Value>,
+    sw: &StreamSwitches,
+) -> Result<Vec<(Stream, bool)>, FieldError> {
+    let mut out = Vec::new();
+    for s in Stream::ALL {
+        let Some(value) = obj.get(s.name()) else {
+            continue;
+        };
+        let err = |message: String| FieldError {
+            field: s.name().into(),
+            message,
+        };
+        let on = value
+            .as_bool()
+            .ok_or_else(|| err(format!("expects true or false, not {value}")))?;
+        if on && !sw.is_set_up(s) {
+            return Err(err(format!(
+                "was not set up at start; switching it on needs a restart with --{} on",
+                s.name()
+            )));
+        }
+        out.push((s, on));
+    }
+    Ok(out)
+}
 
 /// The shared, changeable values; generation 0 means never set (the pipeline's configuration
 /// holds).
@@ -113,8 +158,9 @@ impl LiveConfig {
     }
 
     /// Applies the fields of a JSON object, all or none: the first field that is unknown or out
-    /// of range is the error and nothing changes. Returns the new values.
-    pub fn apply(&self, patch: &Value) -> Result<LiveValues, FieldError> {
+    /// of range is the error and nothing changes. Stream enables go to `streams`. Returns the
+    /// new values.
+    pub fn apply(&self, patch: &Value, streams: &StreamSwitches) -> Result<LiveValues, FieldError> {
         let obj = patch.as_object().ok_or_else(|| FieldError {
             field: "body".into(),
             message: "must be a JSON object of the fields to change".into(),
@@ -129,8 +175,12 @@ impl LiveConfig {
                 message: "this pipeline was started without run-time configuration".into(),
             });
         };
+        let switches = stream_patch(obj, streams)?;
         let next = patched(current, obj)?;
         *g = Some(next.clone());
+        for (s, on) in switches {
+            streams.set(s, on);
+        }
         self.generation.fetch_add(1, Ordering::Release);
         Ok(next)
     }
@@ -174,6 +224,8 @@ fn patched(current: &LiveValues, obj: &Map<String, Value>) -> Result<LiveValues,
                     .ok_or_else(|| err(format!("expects true or false, not {value}")))?
             }
             "record-fps" => v.record_fps = int(1, 30)?,
+            // Checked and applied by [`stream_patch`] (they live in the stream switches).
+            "gaze" | "imu" | "events" | "eyes" | "audio" => {}
             "record-size" => {
                 let (w, h) = size(text()?).map_err(err)?;
                 if w % 2 != 0 || h % 2 != 0 || w < 16 || h < 16 {
@@ -244,29 +296,63 @@ mod tests {
     #[test]
     fn changes_apply_all_or_nothing_and_errors_name_the_field() {
         let c = LiveConfig::default();
-        assert!(c.apply(&json!({"hud": false})).is_err(), "never set");
+        let sw = StreamSwitches::default();
+        assert!(c.apply(&json!({"hud": false}), &sw).is_err(), "never set");
         c.set(values());
         let g0 = c.generation();
         let v = c
-            .apply(&json!({"preview-size": "320x240", "record-fps": 10, "worn-color": "00ff00"}))
+            .apply(
+                &json!({"preview-size": "320x240", "record-fps": 10, "worn-color": "00ff00"}),
+                &sw,
+            )
             .unwrap();
         assert_eq!(v.preview_size, (320, 240));
         assert_eq!(v.record_fps, 10);
         assert_eq!(v.worn_color, Rgb { r: 0, g: 255, b: 0 });
         assert!(c.generation() > g0);
         let e = c
-            .apply(&json!({"hud": false, "record-fps": 99}))
+            .apply(&json!({"hud": false, "record-fps": 99}), &sw)
             .unwrap_err();
         assert_eq!(e.field, "record-fps");
         assert!(c.get().unwrap().hud, "nothing applied, hud included");
         assert_eq!(c.get().unwrap().record_fps, 10);
         assert_eq!(
-            c.apply(&json!({"record-size": "15x16"})).unwrap_err().field,
+            c.apply(&json!({"record-size": "15x16"}), &sw)
+                .unwrap_err()
+                .field,
             "record-size"
         );
-        let e = c.apply(&json!({"colour": 1})).unwrap_err();
+        let e = c.apply(&json!({"colour": 1}), &sw).unwrap_err();
         assert!(e.message.contains("unknown field 'colour'"), "{e}");
-        assert_eq!(c.apply(&json!([1])).unwrap_err().field, "body");
+        assert_eq!(c.apply(&json!([1]), &sw).unwrap_err().field, "body");
         assert_eq!(c.get().unwrap().to_json()["preview-size"], "320x240");
+    }
+
+    #[test]
+    fn stream_enables_switch_only_what_was_set_up() {
+        let c = LiveConfig::default();
+        c.set(values());
+        let sw = StreamSwitches::default();
+        c.apply(&json!({"gaze": false, "imu": false}), &sw).unwrap();
+        assert!(!sw.is_on(Stream::Gaze) && !sw.is_on(Stream::Imu));
+        let e = c.apply(&json!({"eyes": true}), &sw).unwrap_err();
+        assert_eq!(e.field, "eyes");
+        assert!(e.message.contains("--eyes on"), "{e}");
+        // all or none: a bad value elsewhere leaves the switches alone
+        let e = c.apply(&json!({"gaze": true, "hud": 3}), &sw).unwrap_err();
+        assert_eq!(e.field, "hud");
+        assert!(!sw.is_on(Stream::Gaze));
+        assert_eq!(
+            c.apply(&json!({"audio": "off"}), &sw).unwrap_err().field,
+            "audio"
+        );
+        c.apply(&json!({"gaze": true, "eyes": false}), &sw).unwrap();
+        let mut j = c.get().unwrap().to_json();
+        streams_json(&sw, &mut j);
+        assert_eq!(
+            (j["gaze"].clone(), j["imu"].clone()),
+            (json!(true), json!(false))
+        );
+        assert_eq!(j["eyes"], json!(false));
     }
 }

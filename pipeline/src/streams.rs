@@ -8,7 +8,7 @@
 //! dropped on arrival, before any parsing or decoding. A stream that was not set up cannot be
 //! switched on without a new connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::time::{MonoNanos, UnixNanos};
 
@@ -103,6 +103,8 @@ pub struct StreamSwitches {
     audio: AtomicBool,
     /// Something shows the eye video (a preview): decode it even while not recording.
     pub eyes_preview: AtomicBool,
+    /// The streams set up at start (a bit per [`Stream`]): only these can be switched on.
+    set_up: AtomicU8,
 }
 
 impl Default for StreamSwitches {
@@ -120,6 +122,7 @@ impl StreamSwitches {
             eyes: AtomicBool::new(set.eyes),
             audio: AtomicBool::new(set.audio),
             eyes_preview: AtomicBool::new(false),
+            set_up: AtomicU8::new(bits(set)),
         }
     }
 
@@ -142,12 +145,30 @@ impl StreamSwitches {
         self.flag(s).store(on, Ordering::Relaxed);
     }
 
-    /// Takes every switch from `set` (at start, from the command line).
+    /// Takes every switch from `set` (at start, from the command line); `set` is also what
+    /// was set up.
     pub fn apply(&self, set: &StreamSet) {
+        self.set_up.store(bits(set), Ordering::Relaxed);
         for s in Stream::ALL {
             self.set(s, set.has(s));
         }
     }
+
+    /// Whether the run set the stream up, so that switching it on has packets to handle.
+    pub fn is_set_up(&self, s: Stream) -> bool {
+        self.set_up.load(Ordering::Relaxed) & bit(s) != 0
+    }
+}
+
+fn bit(s: Stream) -> u8 {
+    1 << (s as u8)
+}
+
+fn bits(set: &StreamSet) -> u8 {
+    Stream::ALL
+        .into_iter()
+        .filter(|&s| set.has(s))
+        .fold(0, |b, s| b | bit(s))
 }
 
 /// Decoded audio of one RTP packet: one or more AAC frames, 16-bit PCM, channels interleaved.
@@ -200,8 +221,10 @@ mod tests {
         assert!(!sw.is_on(Stream::Audio));
         sw.set(Stream::Gaze, false);
         assert!(!sw.is_on(Stream::Gaze));
+        assert!(sw.is_set_up(Stream::Eyes) && !sw.is_set_up(Stream::Audio));
         sw.apply(&StreamSet::default());
         assert!(sw.is_on(Stream::Gaze) && !sw.is_on(Stream::Eyes));
+        assert!(!sw.is_set_up(Stream::Eyes) && sw.is_set_up(Stream::Imu));
         let b = AudioBlock {
             sample_rate: 8000,
             channels: 1,

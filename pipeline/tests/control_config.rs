@@ -1,6 +1,7 @@
 //! `GET`/`PUT /config` of the control API end to end: a real `eyetrack` in the logger layout,
 //! a preview that changes size at once, a recording rate and size that apply from the next
-//! trial, and refusals that are 400s naming the field.
+//! trial, stream enables (only for streams set up at start), and refusals that are 400s naming
+//! the field.
 
 mod common;
 #[path = "common/control.rs"]
@@ -118,6 +119,42 @@ fn config_changes_while_running_and_refusals_name_the_field() {
         10,
         "a refusal changes nothing"
     );
+
+    // Stream enables: on/off for what the run set up (gaze, IMU, events by default); a stream
+    // that was not set up needs a restart with its flag.
+    let c = s.get("/config").json();
+    for (k, on) in [
+        ("gaze", true),
+        ("imu", true),
+        ("events", true),
+        ("eyes", false),
+        ("audio", false),
+    ] {
+        assert_eq!(c[k], on, "{k}: {c}");
+    }
+    for (body, field, says) in [
+        (r#"{"eyes": true}"#, "eyes", "--eyes on"),
+        (r#"{"audio": true}"#, "audio", "--audio on"),
+        (r#"{"gaze": "off"}"#, "gaze", "true or false"),
+        (r#"{"imu": false, "record-fps": 99}"#, "record-fps", ""),
+    ] {
+        let r = put(&s, body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        let e = r.json()["error"].as_str().unwrap().to_owned();
+        assert!(e.starts_with(&format!("{field}: ")), "{body}: {e}");
+        assert!(e.contains(says), "{body}: {e}");
+    }
+    assert_eq!(s.get("/config").json()["imu"], true, "all or none");
+    let r = put(&s, r#"{"imu": false, "eyes": false}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        (r.json()["imu"].clone(), r.json()["gaze"].clone()),
+        (false.into(), true.into())
+    );
+    assert_eq!(s.get("/config").json()["imu"], false);
+    let r = put(&s, r#"{"imu": true}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.get("/config").json()["imu"], true);
 
     // Recording rate and size apply to the next trial.
     let r = put(&s, r#"{"record-fps": 4, "record-size": "320x240"}"#);

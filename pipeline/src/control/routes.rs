@@ -390,7 +390,11 @@ async fn resume(State(s): State<Arc<AppState>>) -> Response {
 /// `GET /config`: the options that can change while running (see [`crate::live_config`]).
 async fn config_get(State(s): State<Arc<AppState>>) -> ApiResult {
     match s.handles.control.live.get() {
-        Some(v) => Ok(Json(v.to_json()).into_response()),
+        Some(v) => {
+            let mut j = v.to_json();
+            crate::live_config::streams_json(&s.handles.control.streams, &mut j);
+            Ok(Json(j).into_response())
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "this pipeline was started without run-time configuration",
@@ -414,11 +418,12 @@ async fn config_put(
             ),
         ));
     };
-    let v = s
-        .handles
-        .control
+    let control = &s.handles.control;
+    let v = control
         .live
-        .apply(&patch)
+        .apply(&patch, &control.streams)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    Ok(Json(v.to_json()).into_response())
+    let mut j = v.to_json();
+    crate::live_config::streams_json(&control.streams, &mut j);
+    Ok(Json(j).into_response())
 }

@@ -1,6 +1,7 @@
 //! The recording's CSV files (frame timing, passthrough timing, gaze, IMU, events) in either
 //! layout's columns, and the thread that writes them with batched flushes (plan 1.2), periodic
-//! and final fsync (plan 1.4).
+//! and final fsync (plan 1.4); also the logger layout's rows of the stream files (EYES_TIMING,
+//! AUDIO_TIMING, DEVICESTATUS), which their own writers ([`super::streams`]) write.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -595,16 +596,71 @@ struct LoggerImuRow {
     record_time_mono: Secs9,
 }
 
+/// A FRAME row, and an EYES_TIMING row (the same columns for the eye video).
 #[derive(Serialize)]
-struct LoggerFrameRow {
-    module: &'static str,
-    trial: u32,
-    frame_index: u64,
-    capture_timestamp: Secs6,
-    camera_index: u64,
-    repeat: u8,
-    record_time_unix: Secs6,
-    record_time_mono: Secs9,
+pub(crate) struct LoggerFrameRow {
+    pub module: &'static str,
+    pub trial: u32,
+    /// 1-based, as the logger counts frames.
+    pub frame_index: u64,
+    pub capture_timestamp: Secs6,
+    pub camera_index: u64,
+    pub repeat: u8,
+    pub record_time_unix: Secs6,
+    pub record_time_mono: Secs9,
+}
+
+/// An AUDIO_TIMING row: one decoded audio block.
+#[derive(Serialize)]
+pub(crate) struct LoggerAudioRow {
+    pub module: &'static str,
+    pub trial: u32,
+    pub block_index: u64,
+    /// Index (in sample frames) of the block's first sample in the WAV.
+    pub first_sample: u64,
+    pub samples: u64,
+    /// Device time of the block's first sample.
+    pub timestamp: Secs6,
+    /// Silent sample frames written before the block to bridge a gap in device time.
+    pub silence_before: u64,
+    pub record_time_unix: Secs6,
+    pub record_time_mono: Secs9,
+}
+
+/// A DEVICESTATUS row: one poll of the device's `/api/status` (no device time: the device's
+/// status has none).
+#[derive(Serialize)]
+pub(crate) struct LoggerStatusRow<'a> {
+    pub module: &'static str,
+    pub trial: u32,
+    pub connected: u8,
+    pub battery_level: Option<i64>,
+    pub battery_state: Option<&'a str>,
+    pub memory_bytes: Option<u64>,
+    pub memory_state: Option<&'a str>,
+    pub sensors: &'a str,
+    pub error: Option<&'a str>,
+    pub record_time_unix: Secs6,
+    pub record_time_mono: Secs9,
+}
+
+/// A stream file's CSV writer (buffered) and a second handle on its descriptor for fsync.
+/// With `header`, the header row is written at once (the logger layout: even a file without
+/// rows says what it would hold); without, the row type's field names head the first row.
+pub(crate) fn stream_csv(
+    path: &Path,
+    header: Option<&[&str]>,
+) -> std::io::Result<(csv::Writer<std::io::BufWriter<File>>, File)> {
+    let file = File::create(path)?;
+    let sync = file.try_clone()?;
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(header.is_none())
+        .from_writer(std::io::BufWriter::new(file));
+    if let Some(h) = header {
+        w.write_record(h).map_err(std::io::Error::other)?;
+        w.flush()?;
+    }
+    Ok((w, sync))
 }
 
 #[derive(Serialize)]
@@ -687,6 +743,32 @@ pub const LOGGER_PASSTHROUGH_HEADER: &[&str] = &[
     "received_mono",
     "bytes",
     "idr",
+    "record_time_unix",
+    "record_time_mono",
+];
+/// EYES_TIMING: FRAME's columns, for the eye video.
+pub const LOGGER_EYES_TIMING_HEADER: &[&str] = LOGGER_FRAME_HEADER;
+pub const LOGGER_AUDIO_TIMING_HEADER: &[&str] = &[
+    "Module",
+    "trial",
+    "block_index",
+    "first_sample",
+    "samples",
+    "timestamp",
+    "silence_before",
+    "record_time_unix",
+    "record_time_mono",
+];
+pub const LOGGER_STATUS_HEADER: &[&str] = &[
+    "Module",
+    "trial",
+    "connected",
+    "battery_level",
+    "battery_state",
+    "memory_bytes",
+    "memory_state",
+    "sensors",
+    "error",
     "record_time_unix",
     "record_time_mono",
 ];

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::layout::{FileKind, TrialFiles};
+use super::layout::{FileKind, Layout, TrialFiles};
 
 /// One file of the optional streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,12 +53,17 @@ pub struct StreamFiles {
     pub audio: PathBuf,
     pub audio_timing: PathBuf,
     pub status: PathBuf,
+    /// Logger layout: the trial its rows name (and the logger's columns); `None`: eyetrack's.
+    pub logger_trial: Option<u32>,
 }
 
 impl StreamFiles {
     /// The files of one trial, named by its layout.
     pub fn for_trial(trial: &TrialFiles) -> Self {
-        StreamFiles::with(|f| trial.path(f.kind()))
+        StreamFiles {
+            logger_trial: (trial.layout == Layout::Logger).then_some(trial.trial),
+            ..StreamFiles::with(|f| trial.path(f.kind()))
+        }
     }
 
     /// eyetrack's layout: every file under its own name in the recording folder `dir`.
@@ -66,7 +71,7 @@ impl StreamFiles {
         StreamFiles::for_trial(&TrialFiles::eyetrack(dir, 1))
     }
 
-    /// Any layout: `path` names each file.
+    /// Any layout: `path` names each file (eyetrack's columns).
     pub fn with(mut path: impl FnMut(StreamFile) -> PathBuf) -> Self {
         StreamFiles {
             eyes_video: path(StreamFile::EyesVideo),
@@ -74,6 +79,7 @@ impl StreamFiles {
             audio: path(StreamFile::Audio),
             audio_timing: path(StreamFile::AudioTiming),
             status: path(StreamFile::Status),
+            logger_trial: None,
         }
     }
 

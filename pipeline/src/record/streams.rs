@@ -1,5 +1,6 @@
 //! Recording of the optional streams beside the scene video: the eye video at its own rate
-//! into its own crash-safe Matroska file with a timing CSV, the scene microphone into WAV with
+//! into its own crash-safe video (Matroska, or fragmented MP4 as the logger layout's `.mp4`
+//! name asks) with a timing CSV, the scene microphone into WAV with
 //! a timing CSV ([`super::wav`]), and the device status log (`--status-log`).
 //!
 //! One `record-streams` thread writes the eye video and the audio, so neither ever waits on the
@@ -7,6 +8,11 @@
 //! selected on the caller's (acquire) thread with the scene's [`Selector`], so of the camera's
 //! 200 pictures a second only the recorded ones are queued. File names come from
 //! [`StreamFiles`]; start and stop follow the scene recording's ([`super::Recorder`]).
+//!
+//! In the logger layout the timing and status rows have the logger's columns
+//! ([`super::csv_files`]); their `record_time_*` is when the host took the picture, block or
+//! status in, stamped before the recording flag is read (as gaze is), so every row of a trial
+//! lies between its recording_start and recording_stop events.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -19,8 +25,13 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde::Serialize;
 
+use super::csv_files::{
+    stream_csv, LoggerFrameRow, LoggerStatusRow, RecordTime, Secs6, Secs9,
+    LOGGER_EYES_TIMING_HEADER, LOGGER_STATUS_HEADER,
+};
 use super::encoder::{self, EncoderKind, EncoderSpec, VideoEncoder};
 use super::files::StreamFiles;
+use super::layout::LOGGER_MODULE;
 use super::select::{FrameSelection, Selector};
 use super::wav::{AudioSummary, WavRecorder};
 use crate::coordinator::Control;
@@ -124,10 +135,12 @@ enum Msg {
         frame: Arc<Frame>,
         meta: FrameMeta,
         repeats: u32,
+        at: RecordTime,
     },
     Audio {
         block: Arc<AudioBlock>,
         meta: AudioMeta,
+        at: RecordTime,
     },
 }
 
@@ -146,6 +159,8 @@ pub(crate) struct StreamRecorder {
     blocking: bool,
     thread: Mutex<Option<JoinHandle<StageProfile>>>,
     status: Option<StatusLog>,
+    /// The current recording is in the logger layout: samples are stamped with record times.
+    stamp: AtomicBool,
 }
 
 impl StreamRecorder {
@@ -169,7 +184,7 @@ impl StreamRecorder {
             .name("record-streams".into())
             .spawn(move || worker.run(rx))?;
         let status = match &cfg.status {
-            Some(p) => Some(StatusLog::spawn(p.clone())?),
+            Some(p) => Some(StatusLog::spawn(p.clone(), Arc::clone(&control))?),
             None => None,
         };
         Ok(StreamRecorder {
@@ -186,6 +201,7 @@ impl StreamRecorder {
             blocking,
             thread: Mutex::new(Some(thread)),
             status,
+            stamp: AtomicBool::new(false),
         })
     }
 
@@ -202,10 +218,11 @@ impl StreamRecorder {
         };
         let audio = if self.cfg.audio {
             Some(
-                WavRecorder::create(
+                WavRecorder::create_for(
                     &files.audio,
                     &files.audio_timing,
                     self.cfg.audio_sync_seconds,
+                    files.logger_trial,
                 )
                 .map_err(|e| e.to_string())?,
             )
@@ -213,8 +230,10 @@ impl StreamRecorder {
             None
         };
         if let Some(s) = &self.status {
-            s.open(&files.status)?;
+            s.open(&files.status, files.logger_trial)?;
         }
+        self.stamp
+            .store(files.logger_trial.is_some(), Ordering::Relaxed);
         if let Ok(mut sel) = self.selector.lock() {
             *sel = Selector::new(
                 self.video.selection,
@@ -249,7 +268,11 @@ impl StreamRecorder {
 
     /// An eye picture from the source: selected here, queued only if recorded.
     pub(crate) fn eye_frame(&self, frame: Arc<Frame>, meta: FrameMeta) {
-        if !self.cfg.eyes || !self.control.recording.load(Ordering::Relaxed) {
+        if !self.cfg.eyes {
+            return;
+        }
+        let at = self.record_time();
+        if !self.control.recording.load(Ordering::Relaxed) {
             return;
         }
         let decision = match self.selector.lock() {
@@ -263,15 +286,29 @@ impl StreamRecorder {
             frame,
             meta,
             repeats: decision.repeat_previous,
+            at,
         };
         self.send(msg, true);
     }
 
     pub(crate) fn audio(&self, block: Arc<AudioBlock>, meta: AudioMeta) {
-        if !self.cfg.audio || !self.control.recording.load(Ordering::Relaxed) {
+        if !self.cfg.audio {
             return;
         }
-        self.send(Msg::Audio { block, meta }, false);
+        let at = self.record_time();
+        if !self.control.recording.load(Ordering::Relaxed) {
+            return;
+        }
+        self.send(Msg::Audio { block, meta, at }, false);
+    }
+
+    /// Only the logger layout writes record times; eyetrack's skips the clock reads.
+    fn record_time(&self) -> RecordTime {
+        if self.stamp.load(Ordering::Relaxed) {
+            RecordTime::now()
+        } else {
+            RecordTime::UNSET
+        }
     }
 
     fn send(&self, msg: Msg, eyes: bool) {
@@ -344,16 +381,18 @@ impl Worker {
                     frame,
                     meta,
                     repeats,
+                    at,
                 } => {
                     if let Some(e) = active.as_mut().and_then(|w| w.eyes.as_mut()) {
                         let span = self.profile.start();
-                        e.write(&frame, meta, repeats, &self.video, &self.counters);
+                        e.write(&frame, meta, repeats, at, &self.video, &self.counters);
                         self.profile.finish(Phase::Encode, span);
                     }
                 }
-                Msg::Audio { block, meta } => {
+                Msg::Audio { block, meta, at } => {
                     if let Some(w) = active.as_mut() {
-                        if let Some(Err(e)) = w.audio.as_mut().map(|a| a.write(&block, meta)) {
+                        if let Some(Err(e)) = w.audio.as_mut().map(|a| a.write_at(&block, meta, at))
+                        {
                             // A fault ends the audio file; the rest of the recording goes on.
                             if let Some(a) = w.audio.take() {
                                 let mut s = a.finish();
@@ -400,13 +439,17 @@ struct EyesWriter {
     summary: EyesSummary,
     /// A fault that ended the eye video (the recording goes on without it).
     failed: Option<String>,
+    /// Logger layout: the trial its timing rows name; `None` writes eyetrack's columns.
+    logger_trial: Option<u32>,
+    /// Last `record_time_mono` written: the column never goes back.
+    last_mono: u64,
 }
 
 impl EyesWriter {
     fn create(files: &StreamFiles, _video: &EyeVideoSettings, fps: u32) -> Result<Self, String> {
-        let io = |e: std::io::Error| format!("{}: {e}", files.eyes_timing.display());
-        let csv_file = File::create(&files.eyes_timing).map_err(io)?;
-        let csv = csv::Writer::from_writer(BufWriter::new(csv_file.try_clone().map_err(io)?));
+        let header = files.logger_trial.map(|_| LOGGER_EYES_TIMING_HEADER);
+        let (csv, csv_file) = stream_csv(&files.eyes_timing, header)
+            .map_err(|e| format!("{}: {e}", files.eyes_timing.display()))?;
         Ok(EyesWriter {
             video_path: files.eyes_video.clone(),
             timing_path: files.eyes_timing.clone(),
@@ -422,6 +465,8 @@ impl EyesWriter {
                 ..EyesSummary::default()
             },
             failed: None,
+            logger_trial: files.logger_trial,
+            last_mono: 0,
         })
     }
 
@@ -430,6 +475,7 @@ impl EyesWriter {
         frame: &Arc<Frame>,
         meta: FrameMeta,
         repeats: u32,
+        at: RecordTime,
         video: &EyeVideoSettings,
         counters: &Counters,
     ) {
@@ -438,13 +484,14 @@ impl EyesWriter {
         }
         if let Some((prev, prev_meta)) = self.last.clone() {
             for _ in 0..repeats {
-                if let Err(e) = self.encode(&prev, prev_meta, true, video, counters) {
+                // A repeat is written when the next picture arrives: that picture's record time.
+                if let Err(e) = self.encode(&prev, prev_meta, true, at, video, counters) {
                     self.failed = Some(e);
                     return;
                 }
             }
         }
-        match self.encode(frame, meta, false, video, counters) {
+        match self.encode(frame, meta, false, at, video, counters) {
             Ok(()) => self.last = Some((Arc::clone(frame), meta)),
             Err(e) => self.failed = Some(e),
         }
@@ -455,6 +502,7 @@ impl EyesWriter {
         frame: &Frame,
         meta: FrameMeta,
         repeat: bool,
+        at: RecordTime,
         video: &EyeVideoSettings,
         counters: &Counters,
     ) -> Result<(), String> {
@@ -482,18 +530,31 @@ impl EyesWriter {
             return Ok(());
         };
         enc.encode(&view).map_err(|e| format!("eye video: {e}"))?;
-        let row = EyeRow {
-            output_index: self.summary.frames,
-            camera_index: meta.camera_index,
-            device_time_ns: meta.device_time.0,
-            received_mono_ns: meta.received_mono.0,
-            write_unix_ns: UnixNanos::now().0,
-            write_mono_ns: MonoNanos::now().0,
-            repeat: repeat as u8,
+        let written = match self.logger_trial {
+            None => self.csv.serialize(EyeRow {
+                output_index: self.summary.frames,
+                camera_index: meta.camera_index,
+                device_time_ns: meta.device_time.0,
+                received_mono_ns: meta.received_mono.0,
+                write_unix_ns: UnixNanos::now().0,
+                write_mono_ns: MonoNanos::now().0,
+                repeat: repeat as u8,
+            }),
+            Some(trial) => {
+                self.last_mono = self.last_mono.max(at.mono.0);
+                self.csv.serialize(LoggerFrameRow {
+                    module: LOGGER_MODULE,
+                    trial,
+                    frame_index: self.summary.frames + 1,
+                    capture_timestamp: Secs6(meta.device_time.0),
+                    camera_index: meta.camera_index,
+                    repeat: repeat as u8,
+                    record_time_unix: Secs6(at.unix.0),
+                    record_time_mono: Secs9(self.last_mono),
+                })
+            }
         };
-        self.csv
-            .serialize(row)
-            .map_err(|e| format!("{}: {e}", self.timing_path.display()))?;
+        written.map_err(|e| format!("{}: {e}", self.timing_path.display()))?;
         self.summary.frames += 1;
         self.summary.repeats += u64::from(repeat);
         Counters::add(&counters.record_frames, 1);
@@ -549,8 +610,11 @@ struct StatusLog {
 }
 
 struct StatusCsv {
-    csv: csv::Writer<File>,
+    csv: csv::Writer<BufWriter<File>>,
     rows: u64,
+    /// Logger layout: the trial its rows name; `None` writes eyetrack's columns.
+    logger_trial: Option<u32>,
+    last_mono: u64,
 }
 
 #[derive(Serialize)]
@@ -569,24 +633,27 @@ struct StatusRow<'a> {
 }
 
 impl StatusLog {
-    fn spawn(p: StatusPoll) -> std::io::Result<Self> {
+    fn spawn(p: StatusPoll, control: Arc<Control>) -> std::io::Result<Self> {
         let slot: Arc<Mutex<Option<StatusCsv>>> = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (slot, stop) = (Arc::clone(&slot), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name("status-log".into())
-                .spawn(move || status_loop(&p, &slot, &stop))?
+                .spawn(move || status_loop(&p, &slot, &stop, &control))?
         };
         Ok(StatusLog { slot, stop, thread })
     }
 
-    fn open(&self, path: &Path) -> Result<(), String> {
-        let f = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    fn open(&self, path: &Path, logger_trial: Option<u32>) -> Result<(), String> {
+        let header = logger_trial.map(|_| LOGGER_STATUS_HEADER);
+        let (csv, _) = stream_csv(path, header).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Ok(mut s) = self.slot.lock() {
             *s = Some(StatusCsv {
-                csv: csv::Writer::from_writer(f),
+                csv,
                 rows: 0,
+                logger_trial,
+                last_mono: 0,
             });
         }
         Ok(())
@@ -601,7 +668,9 @@ impl StatusLog {
             Some(mut c) => {
                 let _ = c.csv.flush();
                 if let Ok(f) = c.csv.into_inner() {
-                    let _ = f.sync_data();
+                    if let Ok(f) = f.into_inner() {
+                        let _ = f.sync_data();
+                    }
                 }
                 c.rows
             }
@@ -615,7 +684,12 @@ impl StatusLog {
     }
 }
 
-fn status_loop(p: &StatusPoll, slot: &Mutex<Option<StatusCsv>>, stop: &AtomicBool) {
+fn status_loop(
+    p: &StatusPoll,
+    slot: &Mutex<Option<StatusCsv>>,
+    stop: &AtomicBool,
+    control: &Control,
+) {
     let tick = Duration::from_millis(50);
     let mut next = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -633,8 +707,41 @@ fn status_loop(p: &StatusPoll, slot: &Mutex<Option<StatusCsv>>, stop: &AtomicBoo
             .clamp(Duration::from_millis(200), Duration::from_secs(3));
         let r = crate::source::neon::status::fetch_health(&p.host, p.port, timeout);
         let (unix_ns, mono_ns) = (UnixNanos::now().0, MonoNanos::now().0);
+        // Stamped before the flag is read: a row kept lies inside the recording.
+        if !control.recording.load(Ordering::Relaxed) {
+            continue;
+        }
         let Ok(mut s) = slot.lock() else { return };
         let Some(c) = s.as_mut() else { continue };
+        if let Some(trial) = c.logger_trial {
+            c.last_mono = c.last_mono.max(mono_ns);
+            let (h, err) = match &r {
+                Ok(h) => (Some(h), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let sensors = h.map(|h| h.connected_sensors.join(" ")).unwrap_or_default();
+            let row = LoggerStatusRow {
+                module: LOGGER_MODULE,
+                trial,
+                connected: u8::from(h.is_some()),
+                battery_level: h.and_then(|h| h.battery_level),
+                battery_state: h.and_then(|h| h.battery_state.as_deref()),
+                memory_bytes: h.and_then(|h| h.memory_bytes),
+                memory_state: h.and_then(|h| h.memory_state.as_deref()),
+                sensors: &sensors,
+                error: err.as_deref(),
+                record_time_unix: Secs6(unix_ns),
+                record_time_mono: Secs9(c.last_mono),
+            };
+            if c.csv
+                .serialize(row)
+                .and_then(|()| Ok(c.csv.flush()?))
+                .is_ok()
+            {
+                c.rows += 1;
+            }
+            continue;
+        }
         let row = match &r {
             Ok(h) => StatusRow {
                 unix_ns,

@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::csv_files::{
+    stream_csv, LoggerAudioRow, RecordTime, Secs6, Secs9, LOGGER_AUDIO_TIMING_HEADER,
+};
+use super::layout::LOGGER_MODULE;
 use crate::streams::{AudioBlock, AudioMeta};
 use crate::time::MonoNanos;
 
@@ -85,6 +89,10 @@ pub struct WavRecorder {
     /// Sync every this many sample frames (0: only at the end).
     sync_every: u64,
     sync_seconds: u32,
+    /// Logger layout: the trial its timing rows name; `None` writes eyetrack's columns.
+    logger_trial: Option<u32>,
+    /// Last `record_time_mono` written: the column never goes back.
+    last_mono: u64,
     summary: AudioSummary,
 }
 
@@ -92,12 +100,22 @@ impl WavRecorder {
     /// Creates the timing CSV now; the WAV is created with the first block (its rate and
     /// channel count come from the stream). `sync_seconds`: audio between sync points.
     pub fn create(wav: &Path, timing: &Path, sync_seconds: u32) -> Result<Self, WavError> {
-        let io = |source| WavError::Io {
+        Self::create_for(wav, timing, sync_seconds, None)
+    }
+
+    /// As [`WavRecorder::create`]; with `logger_trial` the timing CSV has the logger layout's
+    /// AUDIO_TIMING columns for that trial.
+    pub fn create_for(
+        wav: &Path,
+        timing: &Path,
+        sync_seconds: u32,
+        logger_trial: Option<u32>,
+    ) -> Result<Self, WavError> {
+        let header = logger_trial.map(|_| LOGGER_AUDIO_TIMING_HEADER);
+        let (csv, csv_file) = stream_csv(timing, header).map_err(|source| WavError::Io {
             path: timing.to_owned(),
             source,
-        };
-        let csv_file = File::create(timing).map_err(io)?;
-        let csv = csv::Writer::from_writer(BufWriter::new(csv_file.try_clone().map_err(io)?));
+        })?;
         Ok(WavRecorder {
             wav_path: wav.to_owned(),
             timing_path: timing.to_owned(),
@@ -112,6 +130,8 @@ impl WavRecorder {
             since_sync: 0,
             sync_every: 0,
             sync_seconds,
+            logger_trial,
+            last_mono: 0,
             summary: AudioSummary {
                 file: crate::record::encoder::ffmpeg::file_name(wav),
                 ..AudioSummary::default()
@@ -153,6 +173,17 @@ impl WavRecorder {
 
     /// Appends one block (and the silence before it, if its device time jumped ahead).
     pub fn write(&mut self, block: &AudioBlock, meta: AudioMeta) -> Result<(), WavError> {
+        self.write_at(block, meta, RecordTime::UNSET)
+    }
+
+    /// As [`WavRecorder::write`]; `at` is when the host took the block in (the logger layout's
+    /// record_time columns).
+    pub fn write_at(
+        &mut self,
+        block: &AudioBlock,
+        meta: AudioMeta,
+        at: RecordTime,
+    ) -> Result<(), WavError> {
         let ch = block.channels.max(1);
         if self.wav.is_none() {
             self.open(block.sample_rate.max(1), ch)?;
@@ -197,16 +228,32 @@ impl WavRecorder {
         let frames = block.frames() as u64;
         self.written = first_sample + frames;
         self.since_sync += silence + frames;
-        let row = AudioRow {
-            block_index: self.summary.blocks,
-            first_sample,
-            samples: frames,
-            device_time_ns: meta.device_time.0,
-            received_mono_ns: meta.received_mono.0,
-            write_mono_ns: MonoNanos::now().0,
-            silence_before: silence,
+        let written = match self.logger_trial {
+            None => self.csv.serialize(AudioRow {
+                block_index: self.summary.blocks,
+                first_sample,
+                samples: frames,
+                device_time_ns: meta.device_time.0,
+                received_mono_ns: meta.received_mono.0,
+                write_mono_ns: MonoNanos::now().0,
+                silence_before: silence,
+            }),
+            Some(trial) => {
+                self.last_mono = self.last_mono.max(at.mono.0);
+                self.csv.serialize(LoggerAudioRow {
+                    module: LOGGER_MODULE,
+                    trial,
+                    block_index: self.summary.blocks,
+                    first_sample,
+                    samples: frames,
+                    timestamp: Secs6(meta.device_time.0),
+                    silence_before: silence,
+                    record_time_unix: Secs6(at.unix.0),
+                    record_time_mono: Secs9(self.last_mono),
+                })
+            }
         };
-        self.csv.serialize(row).map_err(|e| WavError::Io {
+        written.map_err(|e| WavError::Io {
             path: self.timing_path.clone(),
             source: std::io::Error::other(e),
         })?;
