@@ -328,6 +328,37 @@ impl RtpIn {
             SeqEvent::Duplicate | SeqEvent::Reordered | SeqEvent::TooOld
         )
     }
+
+    /// Every stream's intake: parses a packet and lets it through unless it is malformed, of
+    /// another media's payload type (doc 5: readers drop foreign payload types), or a
+    /// duplicate or late packet.
+    pub(super) fn admit<'a>(&mut self, data: &'a [u8]) -> Result<RtpPacket<'a>, Rejected> {
+        let pkt = RtpPacket::parse(data).map_err(|_| Rejected::Malformed)?;
+        let pt = self.setup.as_ref().and_then(|s| s.payload_type);
+        if pt.is_some_and(|pt| pt != pkt.payload_type) {
+            return Err(Rejected::Malformed);
+        }
+        if !self.accept(pkt.sequence) {
+            return Err(Rejected::OutOfOrder);
+        }
+        Ok(pkt)
+    }
+}
+
+/// Why [`RtpIn::admit`] turned a packet away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Rejected {
+    /// Unparseable or a foreign payload type: counted as malformed.
+    Malformed,
+    /// A duplicate or late packet: the sequence tracker counts it.
+    OutOfOrder,
+}
+
+impl Rejected {
+    /// What it adds to the malformed-packet count.
+    pub(super) fn malformed(self) -> u64 {
+        u64::from(self == Rejected::Malformed)
+    }
 }
 
 /// Device Unix time to host monotonic time. Every sender report carries the device's clock at
@@ -758,20 +789,14 @@ impl Assembler {
     }
 
     fn world_rtp(&mut self, data: &[u8], arrival: MonoNanos, profile: &mut StageProfile) -> u64 {
-        let Ok(pkt) = RtpPacket::parse(data) else {
-            self.malformed += 1;
-            return 0;
+        let pkt = match self.world.rtp.admit(data) {
+            Ok(p) => p,
+            Err(r) => {
+                self.malformed += r.malformed();
+                return 0;
+            }
         };
         let w = &mut self.world;
-        let pt = w.rtp.setup.as_ref().and_then(|s| s.payload_type);
-        if pt.is_some_and(|pt| pt != pkt.payload_type) {
-            // Another media's packets (doc 5: readers drop foreign payload types).
-            self.malformed += 1;
-            return 0;
-        }
-        if !w.rtp.accept(pkt.sequence) {
-            return 0;
-        }
         w.ssrc = pkt.ssrc;
         let mut decode_ns = 0;
         if let Err(H264Error::SequenceGap { .. }) = w.depack.push(&pkt) {
@@ -844,13 +869,13 @@ impl Assembler {
     }
 
     fn gaze_rtp(&mut self, data: &[u8]) {
-        let Ok(pkt) = RtpPacket::parse(data) else {
-            self.malformed += 1;
-            return;
+        let pkt = match self.gaze_rtp.admit(data) {
+            Ok(p) => p,
+            Err(r) => {
+                self.malformed += r.malformed();
+                return;
+            }
         };
-        if !self.gaze_rtp.accept(pkt.sequence) {
-            return;
-        }
         match NeonGaze::decode(pkt.payload) {
             Ok(g) => self.gaze.push(pkt.ssrc, pkt.timestamp, g),
             Err(_) => self.stats.unknown_gaze += 1,
@@ -868,13 +893,13 @@ impl Assembler {
     }
 
     fn imu_rtp(&mut self, data: &[u8]) {
-        let Ok(pkt) = RtpPacket::parse(data) else {
-            self.malformed += 1;
-            return;
+        let pkt = match self.imu_rtp.admit(data) {
+            Ok(p) => p,
+            Err(r) => {
+                self.malformed += r.malformed();
+                return;
+            }
         };
-        if !self.imu_rtp.accept(pkt.sequence) {
-            return;
-        }
         match ImuPacket::decode_payload(pkt.payload) {
             Ok(p) => self.out.push_back(SourceItem::Imu(p.to_sample())),
             Err(_) => self.malformed += 1,
@@ -882,13 +907,13 @@ impl Assembler {
     }
 
     fn events_rtp(&mut self, data: &[u8]) {
-        let Ok(pkt) = RtpPacket::parse(data) else {
-            self.malformed += 1;
-            return;
+        let pkt = match self.events_rtp.admit(data) {
+            Ok(p) => p,
+            Err(r) => {
+                self.malformed += r.malformed();
+                return;
+            }
         };
-        if !self.events_rtp.accept(pkt.sequence) {
-            return;
-        }
         let event = match EyeEvent::decode(pkt.payload) {
             Ok(EyeEvent::Keepalive) => return,
             Ok(e) => e,

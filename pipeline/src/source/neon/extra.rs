@@ -22,7 +22,6 @@ use crate::neon::aac::{AacPayload, AuHeaderLayout, SAMPLES_PER_FRAME};
 use crate::neon::clock::StampQueue;
 use crate::neon::h264::Depacketizer;
 use crate::neon::rtcp::SenderInfo;
-use crate::neon::rtp::RtpPacket;
 use crate::packet::FrameMeta;
 use crate::profile::{Phase, StageProfile};
 use crate::source::SourceItem;
@@ -120,16 +119,10 @@ impl EyesStream {
         profile: &mut StageProfile,
         out: &mut VecDeque<SourceItem>,
     ) -> (u64, u64) {
-        let Ok(pkt) = RtpPacket::parse(data) else {
-            return (0, 1);
+        let pkt = match self.rtp.admit(data) {
+            Ok(p) => p,
+            Err(r) => return (0, r.malformed()),
         };
-        let pt = self.rtp.setup.as_ref().and_then(|s| s.payload_type);
-        if pt.is_some_and(|pt| pt != pkt.payload_type) {
-            return (0, 1);
-        }
-        if !self.rtp.accept(pkt.sequence) {
-            return (0, 0);
-        }
         // A gap drops the unit and waits for an IDR inside the depacketizer.
         let _ = self.depack.push(&pkt);
         let mut decode_ns = 0;
@@ -277,16 +270,10 @@ impl AudioStream {
         profile: &mut StageProfile,
         out: &mut VecDeque<SourceItem>,
     ) -> (u64, u64) {
-        let Ok(pkt) = RtpPacket::parse(data) else {
-            return (0, 1);
+        let pkt = match self.rtp.admit(data) {
+            Ok(p) => p,
+            Err(r) => return (0, r.malformed()),
         };
-        let pt = self.rtp.setup.as_ref().and_then(|s| s.payload_type);
-        if pt.is_some_and(|pt| pt != pkt.payload_type) {
-            return (0, 1);
-        }
-        if !self.rtp.accept(pkt.sequence) {
-            return (0, 0);
-        }
         let Ok(payload) = AacPayload::parse(pkt.payload, &self.layout) else {
             self.stats.audio_errors += 1;
             return (0, 0);
