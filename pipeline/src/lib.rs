@@ -10,6 +10,7 @@ pub mod fixture;
 pub mod flamegraph;
 pub mod frame;
 pub mod gaze_match;
+pub mod logging;
 pub mod neon;
 pub mod overlay;
 pub mod packet;

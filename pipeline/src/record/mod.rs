@@ -12,6 +12,7 @@ pub mod csv_files;
 pub mod encoder;
 pub mod select;
 pub mod session;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
