@@ -55,7 +55,7 @@ fn junk_packet(n: u64, rng: &mut Pcg64Mcg, out: &mut Vec<u8>) -> PacketKind {
             out.extend((0..64).map(|_| rng.random::<u8>()));
         }
     }
-    if (n / 3) % 2 == 0 {
+    if (n / 3).is_multiple_of(2) {
         PacketKind::Rtp
     } else {
         PacketKind::Rtcp
