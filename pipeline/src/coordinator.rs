@@ -15,7 +15,7 @@ use crate::overlay::{CacheStats, Hud, Overlay, OverlayStyle};
 use crate::packet::{FrameMeta, FramePacket, MatchedGaze};
 use crate::preview::{fit_size, Scaler};
 use crate::process::{scene_height, ProcessConfig, Processed, Processor};
-use crate::profile::{CounterSnapshot, Counters, Phase, StageProfile};
+use crate::profile::{CounterSnapshot, Counters, LivePhases, Phase, StageProfile};
 use crate::record::{RecordConfig, RecordJob, Recorder, RecorderThreads, RecordingSummary};
 use crate::source::{AccessUnitSink, Source, SourceInfo, SourceItem};
 use crate::time::MonoNanos;
@@ -48,6 +48,9 @@ pub struct PipelineConfig {
     /// Start a recording before the first frame flows (the CLI's `--record`), so it holds
     /// the stream from its first frame.
     pub record_at_start: bool,
+    /// Per-phase totals readable while running (the control API's `/metrics`); `None` keeps
+    /// the stages' profiling thread-local.
+    pub live_phases: Option<Arc<LivePhases>>,
 }
 
 impl Default for PipelineConfig {
@@ -61,6 +64,7 @@ impl Default for PipelineConfig {
             live: true,
             record: None,
             record_at_start: false,
+            live_phases: None,
         }
     }
 }
@@ -263,7 +267,7 @@ impl RunningPipeline {
                 info.fps,
                 Arc::clone(&control),
                 Arc::clone(&counters),
-                cfg.profile,
+                StageProfile::with_live(cfg.profile, cfg.live_phases.clone()),
                 !cfg.live,
             )?),
             None => None,
@@ -284,8 +288,11 @@ impl RunningPipeline {
         let (to_preview, preview_rx) = edge::<PreviewJob>(1, cfg.live);
 
         let acquire = {
-            let (control, counters, profile) =
-                (Arc::clone(&control), Arc::clone(&counters), cfg.profile);
+            let (control, counters, profile) = (
+                Arc::clone(&control),
+                Arc::clone(&counters),
+                StageProfile::with_live(cfg.profile, cfg.live_phases.clone()),
+            );
             let rec = rec.clone();
             spawn("acquire", move || {
                 acquire_stage(source, to_process, &control, &counters, profile, rec)
@@ -295,7 +302,7 @@ impl RunningPipeline {
             let (control, counters) = (Arc::clone(&control), Arc::clone(&counters));
             let pcfg = ProcessConfig::from_toggles(&cfg.toggles, info.tiled);
             let reduced = cfg.toggles.reduced_processing.is_on();
-            let profile = cfg.profile;
+            let profile = StageProfile::with_live(cfg.profile, cfg.live_phases.clone());
             let rec = rec.clone();
             spawn("process", move || {
                 let setup = ProcessSetup {
@@ -439,10 +446,10 @@ fn acquire_stage(
     out: Edge<FramePacket>,
     control: &Control,
     counters: &Counters,
-    profile: bool,
+    profile: StageProfile,
     recorder: Option<Arc<Recorder>>,
 ) -> StageResult {
-    let mut result = StageResult::new(StageProfile::new(profile));
+    let mut result = StageResult::new(profile);
     let mut matcher = GazeMatcher::new();
     while !control.stopping() {
         let item = match source.next_item(&mut result.profile) {
@@ -503,7 +510,7 @@ fn acquire_stage(
 struct ProcessSetup {
     cfg: ProcessConfig,
     reduced_processing: bool,
-    profile: bool,
+    profile: StageProfile,
     recorder: Option<Arc<Recorder>>,
 }
 
@@ -520,7 +527,7 @@ fn process_stage(
         profile,
         recorder,
     } = setup;
-    let mut result = StageResult::new(StageProfile::new(profile));
+    let mut result = StageResult::new(profile);
     let mut processor = Processor::new(cfg);
     if let Some(r) = &recorder {
         processor.hold_extra(r.config().queue.max(1) + 1);
@@ -604,7 +611,10 @@ fn preview_stage(
     counters: &Counters,
     latest: &LatestPreview,
 ) -> StageResult {
-    let mut result = StageResult::new(StageProfile::new(cfg.profile));
+    let mut result = StageResult::new(StageProfile::with_live(
+        cfg.profile,
+        cfg.live_phases.clone(),
+    ));
     let mut st = PreviewState {
         scaler: Scaler::new(cfg.toggles.resize),
         overlay,

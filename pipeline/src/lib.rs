@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod color;
+pub mod control;
 pub mod coordinator;
 pub mod decode;
 pub mod dedupe;

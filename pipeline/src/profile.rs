@@ -2,6 +2,7 @@
 //! plus the pipeline-wide counters. Disabled, it never reads the clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -64,12 +65,82 @@ fn new_histogram() -> Histogram<u64> {
 #[derive(Clone, Copy, Debug)]
 pub struct Span(Option<Instant>);
 
+/// Upper bounds (ns) of the live per-phase buckets: the documented targets (5, 10, 15, 20,
+/// 50 ms) are bounds, so a scrape can tell the share of frames within each target.
+pub const LIVE_BUCKETS_NS: [u64; 12] = [
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+    15_000_000,
+    20_000_000,
+    33_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
+];
+
+/// Per-phase running totals readable while the pipeline runs (the HDR histograms belong to
+/// their stage threads until the end). Only a run with a live reader (the control API's
+/// `/metrics`) attaches one, so a plain run pays one untaken branch per sample.
+#[derive(Debug, Default)]
+pub struct LivePhases {
+    phases: [LivePhase; Phase::ALL.len()],
+}
+
+#[derive(Debug, Default)]
+struct LivePhase {
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+    /// Non-cumulative counts per [`LIVE_BUCKETS_NS`] bound; above the last bound only `count`.
+    buckets: [AtomicU64; LIVE_BUCKETS_NS.len()],
+}
+
+/// A copy of one phase's live totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LivePhaseSnapshot {
+    pub count: u64,
+    pub sum_ns: u64,
+    /// Cumulative: samples at or below each [`LIVE_BUCKETS_NS`] bound.
+    pub cumulative: [u64; LIVE_BUCKETS_NS.len()],
+}
+
+impl LivePhases {
+    #[inline]
+    fn record(&self, phase: Phase, ns: u64) {
+        let p = &self.phases[phase.index()];
+        p.count.fetch_add(1, Ordering::Relaxed);
+        p.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        if let Some(i) = LIVE_BUCKETS_NS.iter().position(|&b| ns <= b) {
+            p.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self, phase: Phase) -> LivePhaseSnapshot {
+        let p = &self.phases[phase.index()];
+        let mut s = LivePhaseSnapshot {
+            count: p.count.load(Ordering::Relaxed),
+            sum_ns: p.sum_ns.load(Ordering::Relaxed),
+            ..LivePhaseSnapshot::default()
+        };
+        let mut acc = 0;
+        for (c, b) in s.cumulative.iter_mut().zip(&p.buckets) {
+            acc += b.load(Ordering::Relaxed);
+            *c = acc;
+        }
+        s
+    }
+}
+
 /// One stage thread's histograms. Owned by that thread (no locks on the hot path) and merged
 /// into a [`ProfileReport`] when the stage ends.
 #[derive(Debug)]
 pub struct StageProfile {
     enabled: bool,
     hists: Vec<Option<Histogram<u64>>>,
+    live: Option<Arc<LivePhases>>,
 }
 
 impl StageProfile {
@@ -77,6 +148,15 @@ impl StageProfile {
         StageProfile {
             enabled,
             hists: (0..Phase::ALL.len()).map(|_| None).collect(),
+            live: None,
+        }
+    }
+
+    /// Also adds every sample to `live` (when profiling is enabled).
+    pub fn with_live(enabled: bool, live: Option<Arc<LivePhases>>) -> Self {
+        StageProfile {
+            live,
+            ..StageProfile::new(enabled)
         }
     }
 
@@ -114,6 +194,9 @@ impl StageProfile {
         }
         let h = self.hists[phase.index()].get_or_insert_with(new_histogram);
         h.saturating_record(ns.clamp(1_000, MAX_NS));
+        if let Some(live) = &self.live {
+            live.record(phase, ns);
+        }
     }
 
     /// Adds another stage's samples into this one.
@@ -394,6 +477,27 @@ mod tests {
         p.time(Phase::Acquire, || ());
         p.record_ns(Phase::Acquire, 5);
         assert_eq!(p.count(Phase::Acquire), 0);
+    }
+
+    #[test]
+    fn live_totals_follow_the_samples() {
+        let live = Arc::new(LivePhases::default());
+        let mut p = StageProfile::with_live(true, Some(Arc::clone(&live)));
+        p.record_ns(Phase::Encode, 3_000_000);
+        p.record_ns(Phase::Encode, 12_000_000);
+        p.record_ns(Phase::Encode, 2_000_000_000);
+        let s = live.snapshot(Phase::Encode);
+        assert_eq!(s.count, 3);
+        assert_eq!(s.sum_ns, 2_015_000_000);
+        // <= 2 ms: none; <= 5 ms: one; <= 15 ms: two; the 2 s sample is above every bound.
+        assert_eq!(s.cumulative[2], 0);
+        assert_eq!(s.cumulative[3], 1);
+        assert_eq!(s.cumulative[5], 2);
+        assert_eq!(s.cumulative[LIVE_BUCKETS_NS.len() - 1], 2);
+        assert_eq!(live.snapshot(Phase::Decode).count, 0);
+        let mut off = StageProfile::with_live(false, Some(Arc::clone(&live)));
+        off.record_ns(Phase::Decode, 1_000_000);
+        assert_eq!(live.snapshot(Phase::Decode).count, 0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use pipeline::record::verify;
 
 use super::junk::{JunkRtspDevice, JunkServer};
-use super::proc::{rss_slope_mb_per_min, Finished, Watched};
+use super::proc::{rss_slope_mb_per_min, send_signal, Finished, Watched};
 use super::{wait_until, CaseResult, SoakConfig};
 use crate::runner::SimProcess;
 
@@ -34,6 +34,12 @@ pub fn all() -> Vec<Case> {
             about: "neon-sim drops every connection 10 times (0.5 s each, every 3 s) while \
                     recording; eyetrack reconnects each time into the same recording",
             run: network_interruptions,
+        },
+        Case {
+            name: "control-start-stop",
+            about: "50 recordings started and stopped over the control API (with a user event \
+                    each) while streaming from neon-sim; no leaks, every recording valid",
+            run: super::control::start_stop_cycles,
         },
         Case {
             name: "encoder-killed",
@@ -64,6 +70,12 @@ pub fn all() -> Vec<Case> {
             about: "a device whose HTTP API answers random bytes, and one whose RTSP server \
                     does: eyetrack fails with one error line, no crash",
             run: junk_device,
+        },
+        Case {
+            name: "control-malformed",
+            about: "malformed HTTP at the socket level (junk bytes, huge path and headers, bad \
+                    JSON, 1 MB body, traversal, bad chunking) while recording: 4xx, no crash",
+            run: super::control::malformed_requests,
         },
     ]
 }
@@ -312,9 +324,7 @@ fn encoder_killed(cfg: &SoakConfig, dir: &Path, r: &mut CaseResult) {
     if r.check("an ffmpeg encoder runs", found, format!("{encoders:?}")) {
         std::thread::sleep(Duration::from_secs(3));
         for pid in &encoders {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+            send_signal(*pid, "KILL");
         }
         r.figure("killed_after_s", w.elapsed().as_secs_f64());
     }

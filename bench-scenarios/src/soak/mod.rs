@@ -6,6 +6,7 @@
 //! recorded before the fault is lost or unreadable" is judged alike everywhere.
 
 pub mod cases;
+pub mod control;
 pub mod junk;
 pub mod proc;
 

@@ -130,6 +130,46 @@ impl Watched {
         self.started.elapsed()
     }
 
+    /// The first stderr line containing `needle`, waiting up to `timeout` for it.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(l) = self
+                .stderr
+                .lock()
+                .ok()
+                .and_then(|v| v.iter().find(|l| l.contains(needle)).cloned())
+            {
+                return Some(l);
+            }
+            if t0.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends signal `sig` (a name such as `TERM`) to the process.
+    pub fn signal(&self, sig: &str) -> bool {
+        send_signal(self.pid(), sig)
+    }
+
+    /// Open file descriptors and threads of the process itself.
+    pub fn fds_and_threads(&self) -> (usize, usize) {
+        let count = |d: String| std::fs::read_dir(d).map_or(0, |d| d.count());
+        (
+            count(format!("/proc/{}/fd", self.pid())),
+            count(format!("/proc/{}/task", self.pid())),
+        )
+    }
+
+    /// Live child processes (the encoder, while recording).
+    pub fn children(&self) -> usize {
+        let mut v = Vec::new();
+        resources::children_of(self.pid(), &mut v);
+        v.len()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -151,12 +191,13 @@ impl Watched {
         found
     }
 
-    /// Waits up to `deadline` from start; a process still running then is killed.
-    pub fn wait(mut self, deadline: Duration) -> Finished {
+    /// Waits up to `timeout` from now; a process still running then is killed.
+    pub fn wait(mut self, timeout: Duration) -> Finished {
+        let t0 = Instant::now();
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(s)) => break Some(s),
-                Ok(None) if self.started.elapsed() < deadline => {
+                Ok(None) if t0.elapsed() < timeout => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 _ => {
@@ -185,7 +226,9 @@ impl Watched {
 }
 
 fn take_all<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
-    m.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    m.lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default()
 }
 
 impl Drop for Watched {
@@ -196,6 +239,16 @@ impl Drop for Watched {
         }
         self.stop_sampling.store(true, Ordering::Relaxed);
     }
+}
+
+/// Sends signal `sig` (a name such as `KILL`) to `pid` with kill(1): the suite's only use of
+/// signals, not worth a binding.
+pub fn send_signal(pid: i32, sig: &str) -> bool {
+    Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Least-squares slope of `(t seconds, bytes)` in MB per minute, over the samples with

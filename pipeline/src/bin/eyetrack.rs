@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use pipeline::cli;
+use pipeline::control::{BoundControl, ControlConfig, PipelineHandles};
 use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline, PASSTHROUGH_NEEDS_H264};
 use pipeline::decode::DecoderKind;
 use pipeline::flamegraph::{FlamegraphInfo, Sampler, DEFAULT_FREQUENCY_HZ, MAX_FREQUENCY_HZ};
@@ -155,6 +156,7 @@ enum PreviewVisibility {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("recording").args(["record", "record_root"])))]
 struct RunArgs {
     /// Frame source: `synthetic` (built in, deterministic), `fixture:PATH` (a recorded .etfx
     /// replayed in-process), `neon://HOST[:PORT]` (a Neon Companion; PORT is its HTTP API port,
@@ -253,12 +255,27 @@ struct RunArgs {
     /// parent exists.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// Configure recording into new folders under DIR (with every --record-* flag) but start
+    /// none: the control API starts and stops recordings (needs --control).
+    #[arg(long, value_name = "DIR", requires = "control")]
+    record_root: Option<PathBuf>,
+
+    /// Serve the control HTTP API and the browser preview on ADDR (e.g. 127.0.0.1:7000; port
+    /// 0 picks a free port). Loopback only unless --control-allow-remote.
+    #[arg(long, value_name = "ADDR")]
+    control: Option<std::net::SocketAddr>,
+    /// Allow --control on a non-loopback address (then a token is required).
+    #[arg(long, requires = "control")]
+    control_allow_remote: bool,
+    /// Bearer token every control request must carry (default: env EYETRACK_CONTROL_TOKEN).
+    #[arg(long, value_name = "TOKEN", requires = "control")]
+    control_token: Option<String>,
     /// Recorded frames per second.
-    #[arg(long, default_value_t = 5, requires = "record",
+    #[arg(long, default_value_t = 5, requires = "recording",
           value_parser = clap::value_parser!(u32).range(1..=30))]
     record_fps: u32,
     /// Recorded frame size (default: the scene's size), scaled with the preview's filter.
-    #[arg(long, value_parser = parse_size, requires = "record")]
+    #[arg(long, value_parser = parse_size, requires = "recording")]
     record_size: Option<(usize, usize)>,
     /// timer: fixed output rate, repeating the latest frame; camera: unique frames only.
     #[arg(long, value_enum)]
@@ -269,13 +286,13 @@ struct RunArgs {
     encoder: Option<EncoderKind>,
     /// With --encoder passthrough: also record the re-encoded video with the gaze circle (by
     /// --overlay-encoder). Default off: the original stream only.
-    #[arg(long, value_enum, requires = "record")]
+    #[arg(long, value_enum, requires = "recording")]
     record_overlay: Option<OnOff>,
     /// Backend of the overlay video when --encoder passthrough --record-overlay on.
-    #[arg(long, value_enum, default_value_t = EncoderKind::Auto, requires = "record")]
+    #[arg(long, value_enum, default_value_t = EncoderKind::Auto, requires = "recording")]
     overlay_encoder: EncoderKind,
     /// x264 constant rate factor of the recorded video.
-    #[arg(long, default_value_t = 23, requires = "record",
+    #[arg(long, default_value_t = 23, requires = "recording",
           value_parser = clap::value_parser!(u32).range(0..=51))]
     record_crf: u32,
     /// CSV rows per write (plan 1.2; 1 = the plan's current behaviour). Preset default: 30.
@@ -289,7 +306,7 @@ struct RunArgs {
     fsync_every: Option<u32>,
     /// Start and stop recording every PERIOD (record PERIOD, pause PERIOD, ...) for the whole
     /// run: the plan's start/stop scenario.
-    #[arg(long, value_name = "PERIOD", value_parser = cli::parse_duration, requires = "record")]
+    #[arg(long, value_name = "PERIOD", value_parser = cli::parse_duration, requires = "recording")]
     record_cycle: Option<Duration>,
 
     /// Write the JSON report here.
@@ -369,7 +386,7 @@ impl RunArgs {
         source: &pipeline::source::SourceInfo,
         delivers_h264: bool,
     ) -> anyhow::Result<Option<RecordConfig>> {
-        let Some(root) = &self.record else {
+        let Some(root) = self.record.as_ref().or(self.record_root.as_ref()) else {
             return Ok(None);
         };
         let mut rc = RecordConfig::new(root.clone());
@@ -507,6 +524,22 @@ fn signal_name(sig: usize) -> &'static str {
 fn run(args: RunArgs) -> anyhow::Result<()> {
     // First, so a signal during a slow connect or discovery already counts.
     let (signalled, which_signal) = install_signal_handlers()?;
+    // Bound before the source connects, so a taken port fails the run before anything streams.
+    let control_bound = match args.control {
+        Some(addr) => {
+            let token = args
+                .control_token
+                .clone()
+                .or_else(|| std::env::var("EYETRACK_CONTROL_TOKEN").ok())
+                .filter(|t| !t.is_empty());
+            Some(BoundControl::bind(ControlConfig {
+                addr,
+                allow_remote: args.control_allow_remote,
+                token,
+            })?)
+        }
+        None => None,
+    };
     let toggles = args.toggles();
     let paced = !args.as_fast_as_possible;
     let source: Box<dyn Source> = match &args.source {
@@ -564,9 +597,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         "streaming"
     };
+    let live_phases = control_bound
+        .as_ref()
+        .map(|_| Arc::new(pipeline::profile::LivePhases::default()));
     let cfg = PipelineConfig {
-        record_at_start: record.is_some(),
+        record_at_start: record.is_some() && args.record.is_some(),
         record,
+        live_phases: live_phases.clone(),
         toggles,
         preview_box: args.preview_size,
         overlay_style: args.overlay_style(),
@@ -588,6 +625,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let monitor = ResourceMonitor::start(Duration::from_millis(250));
     let running = RunningPipeline::start(source, cfg.clone(), Arc::clone(&control))?;
     let source_info = running.source_info().clone();
+    let control_server = match control_bound {
+        Some(bound) => {
+            let server = bound.serve(PipelineHandles::new(&running, live_phases))?;
+            // Always said (also with -q): with port 0 it is the only way to learn the port.
+            tracing::info!("control API and preview on http://{}/", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
     let live = !args.quiet && std::io::stderr().is_terminal();
     let t0 = Instant::now();
     let mut recordings: Vec<RecordingSummary> = Vec::new();
@@ -640,6 +686,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         eprint!("\r\x1b[2K");
     }
     let latest = Arc::clone(running.latest_preview());
+    if let Some(server) = control_server {
+        recordings.extend(server.shutdown());
+    }
     if let Some(rec) = running.recorder() {
         if let Ok(s) = rec.stop() {
             recordings.push(s);

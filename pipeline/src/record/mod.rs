@@ -186,6 +186,10 @@ pub enum RecordError {
     AlreadyRecording(PathBuf),
     #[error("not recording")]
     NotRecording,
+    #[error("bad recording name: {0}")]
+    BadName(&'static str),
+    #[error("recording folder {0} already exists")]
+    FolderExists(PathBuf),
     #[error("recording stopped: {0}")]
     Failed(String),
     #[error("the recorder thread is gone")]
@@ -288,7 +292,7 @@ impl Recorder {
         camera_fps: f64,
         control: Arc<Control>,
         counters: Arc<Counters>,
-        profile: bool,
+        profile: StageProfile,
         blocking: bool,
     ) -> Result<(Arc<Recorder>, RecorderThreads), RecordError> {
         let (cmd_tx, cmd_rx) = bounded::<Command>(4);
@@ -325,7 +329,7 @@ impl Recorder {
             state: Arc::clone(&state),
             scaler: Scaler::new(cfg.resize),
             overlay,
-            profile: StageProfile::new(profile),
+            profile,
         };
         let record = std::thread::Builder::new()
             .name("record".into())
@@ -366,16 +370,35 @@ impl Recorder {
 
     /// Starts a new recording folder; returns its path.
     pub fn start(&self) -> Result<PathBuf, RecordError> {
+        self.start_named(None)
+    }
+
+    /// Starts a new recording in the folder `name` under the root (a new `rec-<UTC time>` when
+    /// `None`). The name must be one plain path component (see
+    /// [`session::check_folder_name`]), so no caller can make the recorder write outside the
+    /// root; an existing folder is never reused.
+    pub fn start_named(&self, name: Option<&str>) -> Result<PathBuf, RecordError> {
+        if let Some(n) = name {
+            session::check_folder_name(n).map_err(RecordError::BadName)?;
+        }
         let _guard = self.lifecycle.lock().map_err(|_| RecordError::Gone)?;
         if let Some(dir) = self.lock_state()?.active.clone() {
             return Err(RecordError::AlreadyRecording(dir));
         }
         let started = UnixNanos::now();
-        let dir =
-            session::create_folder(&self.cfg.root, started).map_err(|e| RecordError::Folder {
+        let created = match name {
+            Some(n) => session::create_named_folder(&self.cfg.root, n),
+            None => session::create_folder(&self.cfg.root, started),
+        };
+        let dir = created.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                RecordError::FolderExists(self.cfg.root.join(name.unwrap_or_default()))
+            }
+            _ => RecordError::Folder {
                 path: self.cfg.root.clone(),
                 reason: format!("cannot create a recording folder: {e}"),
-            })?;
+            },
+        })?;
         let (w, h) = self.output_size();
         let spec = EncoderSpec {
             width: w,
@@ -1334,7 +1357,7 @@ mod tests {
             30.0,
             Arc::new(Control::default()),
             Arc::clone(&counters),
-            false,
+            StageProfile::new(false),
             false,
         )
         .unwrap();

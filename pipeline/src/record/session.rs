@@ -88,6 +88,45 @@ pub fn create_folder(root: &Path, t: UnixNanos) -> std::io::Result<PathBuf> {
     Err(std::io::Error::other("no free recording folder name"))
 }
 
+/// Longest recording folder name a caller may choose (bytes).
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Accepts a caller-chosen folder name only if it is one plain path component: not empty, not
+/// `.` or `..`, no separator, no NUL or other control character, not hidden, at most
+/// [`MAX_NAME_LEN`] bytes. That is what keeps a name from the network inside the recording
+/// root; the reason is returned for the caller's error message.
+pub fn check_folder_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("longer than 128 bytes");
+    }
+    if name.starts_with('.') {
+        return Err("starts with '.' (hidden, '.' or '..')");
+    }
+    if name.contains(['/', '\\']) {
+        return Err("contains a path separator");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("contains a control character (NUL, newline, ...)");
+    }
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(_)), None) => Ok(()),
+        _ => Err("is not a single folder name"),
+    }
+}
+
+/// Creates `root/name`, which must not exist yet; `name` must have passed
+/// [`check_folder_name`].
+pub fn create_named_folder(root: &Path, name: &str) -> std::io::Result<PathBuf> {
+    check_folder_name(name).map_err(std::io::Error::other)?;
+    let dir = root.join(name);
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
 /// Replaces the manifest atomically (temporary file, fsync, rename, fsync of the folder), so a
 /// crash leaves either the old or the new one, never half of one.
 pub fn write_manifest(dir: &Path, m: &Manifest) -> std::io::Result<()> {
@@ -121,5 +160,34 @@ mod tests {
             .unwrap()
             .starts_with("rec-2025"));
         assert!(b.to_str().unwrap().ends_with("-001"));
+    }
+
+    #[test]
+    fn chosen_names_stay_inside_the_root() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/../../b",
+            "/etc",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "nul\0byte",
+            "line\nbreak",
+            &"x".repeat(129),
+        ] {
+            assert!(check_folder_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["trial-1", "Participant 07", "été_2026", &"x".repeat(128)] {
+            assert_eq!(check_folder_name(good), Ok(()), "{good:?}");
+        }
+        let root = tempfile::tempdir().unwrap();
+        let dir = create_named_folder(root.path(), "trial-1").unwrap();
+        assert_eq!(dir, root.path().join("trial-1"));
+        let again = create_named_folder(root.path(), "trial-1").unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(create_named_folder(root.path(), "..").is_err());
     }
 }
