@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].starts_with("scene_000.mkv"), "{p:?}");
         assert!(
-            p[1].starts_with("gaze.csv") && p[1].contains("line 3"),
+            p[1].starts_with("gaze.csv") && p[1].contains("line: 3"),
             "{p:?}"
         );
         let all = check_root(d.parent().unwrap().join(d.file_name().unwrap()).as_path()).unwrap();
