@@ -339,6 +339,15 @@ fn encoder_killed(cfg: &SoakConfig, dir: &Path, r: &mut CaseResult) {
         died == 1 && restarted == 1,
         format!("{died} encoder_died, {restarted} encoder_restart"),
     );
+    let (said_died, said_back) = (
+        f.lines_containing("the encoder died"),
+        f.lines_containing("the encoder restarted"),
+    );
+    r.check(
+        "and each is one log line",
+        said_died == 1 && said_back == 1,
+        format!("{said_died} 'died', {said_back} 'restarted' lines"),
+    );
     r.check_recordings(&dir.join("rec"), 1, false);
     // The killed segment loses what was inside ffmpeg (never finalized); the rest decodes.
     let frames = r.figures["recorded_frames"].as_u64().unwrap_or(0);
