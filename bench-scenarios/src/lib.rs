@@ -7,6 +7,7 @@ pub mod h264clip;
 pub mod html;
 pub mod runner;
 pub mod sim;
+pub mod soak;
 pub mod tables;
 pub mod variants;
 

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use bench_scenarios::runner::{self, Mode, Scenario, SuiteConfig, VariantSpec};
 use bench_scenarios::tables;
 use bench_scenarios::variants::{self, Sweep, Variant};
-use bench_scenarios::{compare, html};
+use bench_scenarios::{compare, html, soak};
 use pipeline::cli;
 
 #[derive(Parser, Debug)]
@@ -31,6 +31,31 @@ enum Command {
     Run(RunArgs),
     /// Compare two suite reports (two builds or two devices); B is judged against A.
     Compare(CompareArgs),
+    /// The soak and fault suite: long recording, reconnects, a killed encoder, a full disk,
+    /// CPU contention, network garbage; writes report.json and summary.md.
+    Soak(SoakArgs),
+}
+
+#[derive(Args, Debug)]
+struct SoakArgs {
+    /// Length of the continuous-recording case (the plan: 30m on a device; CI: under 1m).
+    #[arg(long, value_parser = cli::parse_duration, default_value = "2m")]
+    duration: Duration,
+    /// Report folder (default: reports/soak-<UTC time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The fixture neon-sim serves.
+    #[arg(long, default_value = runner::DEFAULT_FIXTURE)]
+    fixture: PathBuf,
+    /// The eyetrack binary (default: the one next to this binary).
+    #[arg(long)]
+    eyetrack: Option<PathBuf>,
+    /// Run only the cases whose name contains this (repeatable).
+    #[arg(long = "case")]
+    cases: Vec<String>,
+    /// No progress lines and no table.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -104,6 +129,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Compare(args) => compare_cmd(args),
+        Command::Soak(args) => soak_cmd(args),
     };
     match result {
         Ok(code) => code,
@@ -117,11 +143,60 @@ fn main() -> ExitCode {
     }
 }
 
-fn default_out() -> PathBuf {
+fn default_out(kind: &str) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace([':', '-'], "");
-    Path::new("reports").join(format!("run-{stamp}"))
+    Path::new("reports").join(format!("{kind}-{stamp}"))
+}
+
+fn soak_cmd(args: SoakArgs) -> anyhow::Result<ExitCode> {
+    let eyetrack = match args.eyetrack.clone() {
+        Some(p) => p,
+        None => runner::default_eyetrack().context(
+            "no eyetrack binary next to bench-scenarios: build both with \
+             `cargo build --release --bins`, or pass --eyetrack PATH",
+        )?,
+    };
+    let neon_sim = runner::default_neon_sim()
+        .context("neon-sim was not found next to bench-scenarios (cargo build --bins)")?;
+    anyhow::ensure!(
+        args.fixture.is_file(),
+        "fixture {} not found (--fixture; run from the repository root for the committed one)",
+        args.fixture.display()
+    );
+    let cfg = soak::SoakConfig {
+        duration_s: args.duration.as_secs_f64(),
+        eyetrack,
+        neon_sim,
+        fixture: args.fixture.clone(),
+        only: args.cases.clone(),
+    };
+    let out = args.out.clone().unwrap_or_else(|| default_out("soak"));
+    let quiet = args.quiet;
+    let report = soak::run(&cfg, &out, |case| {
+        if !quiet {
+            eprintln!("bench-scenarios: soak: {case} ...");
+        }
+    })
+    .with_context(|| format!("soak folder {}", out.display()))?;
+    let table = soak::summary_table(&report);
+    let path = out.join("report.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    let md = out.join("summary.md");
+    std::fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
+    if !quiet {
+        print!("{table}");
+        println!("report: {} and {}", path.display(), md.display());
+    }
+    let failed = report.failed();
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|c| c.name.as_str()).collect();
+        eprintln!("bench-scenarios: soak: failed: {}", names.join(", "));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -153,7 +228,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         source_format: args.source_format.clone(),
         flamegraphs: args.flamegraphs == OnOff::On,
     };
-    let out = args.out.clone().unwrap_or_else(default_out);
+    let out = args.out.clone().unwrap_or_else(|| default_out("run"));
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let report = runner::run_suite(&eyetrack, &cfg, &out, progress)?;
     let json = serde_json::to_string_pretty(&report)?;

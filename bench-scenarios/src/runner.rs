@@ -144,13 +144,29 @@ impl RunSource {
 }
 
 /// A neon-sim serving one run; killed when dropped.
-struct SimProcess {
+pub struct SimProcess {
     child: std::process::Child,
-    http: String,
+    /// HOST:PORT of its HTTP API.
+    pub http: String,
 }
 
 impl SimProcess {
     fn start(neon_sim: &Path, fixture: &Path, drop: Option<(f64, f64)>) -> Result<Self, String> {
+        let extra: Vec<String> = match drop {
+            Some((at, dur)) => vec![
+                "--drop-at".into(),
+                format!("{at}s"),
+                "--drop-for".into(),
+                format!("{dur}s"),
+            ],
+            None => Vec::new(),
+        };
+        Self::start_with(neon_sim, fixture, &extra)
+    }
+
+    /// Starts neon-sim on ephemeral loopback ports with extra flags (faults) and reads its
+    /// ports line.
+    pub fn start_with(neon_sim: &Path, fixture: &Path, extra: &[String]) -> Result<Self, String> {
         use std::io::BufRead;
         let mut cmd = Command::new(neon_sim);
         cmd.arg(fixture)
@@ -162,17 +178,10 @@ impl SimProcess {
                 "--time-echo-port",
                 "0",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        if let Some((at, dur)) = drop {
-            cmd.args([
-                "--drop-at",
-                &format!("{at}s"),
-                "--drop-for",
-                &format!("{dur}s"),
-            ]);
-        }
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("could not start {}: {e}", neon_sim.display()))?;
@@ -196,7 +205,8 @@ impl SimProcess {
         }
     }
 
-    fn source(&self) -> String {
+    /// eyetrack's `--source` for this simulator.
+    pub fn source(&self) -> String {
         format!("neon://{}", self.http)
     }
 }

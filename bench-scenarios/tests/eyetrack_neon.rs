@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 
 use pipeline::fixture::{FixtureReader, PacketKind};
 use pipeline::neon::rtp::RtpPacket;
@@ -14,26 +14,9 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/neon/synthetic-12s.etfx")
 }
 
-/// The eyetrack binary of the same build, built once if needed (cargo builds only this
-/// package's binaries for its tests; the build is a no-op when it is up to date).
-fn eyetrack() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "pipeline", "--bin", "eyetrack"])
-                .args(if cfg!(debug_assertions) {
-                    &[][..]
-                } else {
-                    &["--release"][..]
-                })
-                .status()
-                .expect("cargo runs");
-            assert!(status.success());
-            PathBuf::from(env!("CARGO_BIN_EXE_neon-sim")).with_file_name("eyetrack")
-        })
-        .clone()
-}
+#[path = "common/bins.rs"]
+mod bins;
+use bins::eyetrack;
 
 /// One scenario at a time: each decodes 1600x1200 video in real time, and on a 2-core machine
 /// parallel runs would starve each other into counts the scenario is not about.

@@ -8,11 +8,9 @@ fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bench-scenarios"))
 }
 
-/// The eyetrack binary of the same build (cargo builds every workspace binary for tests).
-fn eyetrack() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bench-scenarios"));
-    exe.with_file_name("eyetrack")
-}
+#[path = "common/bins.rs"]
+mod bins;
+use bins::eyetrack;
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bench-scenarios-{}-{name}", std::process::id()));
@@ -20,23 +18,11 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
-fn ensure_eyetrack() {
-    if !eyetrack().is_file() {
-        // `cargo test -p bench-scenarios` alone does not build the other package's binary.
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "pipeline", "--bin", "eyetrack"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success());
-    }
-}
-
 fn run_suite(out: &Path, extra: &[&str]) -> serde_json::Value {
     run_suite_with(out, extra, "off")
 }
 
 fn run_suite_with(out: &Path, extra: &[&str], flamegraphs: &str) -> serde_json::Value {
-    ensure_eyetrack();
     let o = bench()
         .args([
             "run",
@@ -253,7 +239,6 @@ fn recording_scenarios_report_bytes_and_fsyncs_and_leave_no_recordings() {
 
 #[test]
 fn unsupported_scenarios_and_bad_flags_are_one_line() {
-    ensure_eyetrack();
     let o = bench()
         .args(["run", "--scenario", "network-interruption"])
         .args(["--source", "neon://192.0.2.1", "--eyetrack"])

@@ -13,6 +13,7 @@ pub mod flamegraph;
 pub mod frame;
 pub mod gaze_match;
 pub mod live_config;
+pub mod logging;
 pub mod neon;
 pub mod overlay;
 pub mod packet;

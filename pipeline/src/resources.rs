@@ -46,8 +46,9 @@ fn pid_usage(pid: i32, tps: f64, page: u64) -> Result<(f64, u64, u64), ResourceE
     Ok((ticks / tps, stat.rss * page, hwm_kb * 1024))
 }
 
-/// Live children of `pid`, from every thread's `children` file (threads can fork too).
-fn children_of(pid: i32, out: &mut Vec<i32>) {
+/// Live children of `pid`, from every thread's `children` file (threads can fork too),
+/// appended to `out`.
+pub fn children_of(pid: i32, out: &mut Vec<i32>) {
     let task_dir = format!("/proc/{pid}/task");
     let Ok(tasks) = std::fs::read_dir(&task_dir) else {
         return;
@@ -65,9 +66,13 @@ fn children_of(pid: i32, out: &mut Vec<i32>) {
 
 /// Reads CPU and memory of this process and all its descendants.
 pub fn sample_tree() -> Result<TreeUsage, ResourceError> {
+    sample_tree_of(std::process::id() as i32)
+}
+
+/// Reads CPU and memory of process `me` and all its descendants (e.g. a child being watched).
+pub fn sample_tree_of(me: i32) -> Result<TreeUsage, ResourceError> {
     let tps = procfs::ticks_per_second() as f64;
     let page = procfs::page_size();
-    let me = std::process::id() as i32;
     let (cpu, rss, hwm) = pid_usage(me, tps, page)?;
     let mut usage = TreeUsage {
         cpu_seconds: cpu,

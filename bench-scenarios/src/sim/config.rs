@@ -97,6 +97,17 @@ pub struct SimConfig {
     /// Fault: how long the ports stay closed after --drop-at.
     #[arg(long, value_parser = parse_duration, requires = "drop_at")]
     pub drop_for: Option<Duration>,
+    /// Fault: repeat the --drop-at drop every PERIOD (start to start; longer than --drop-for).
+    #[arg(long, value_parser = parse_duration, requires = "drop_at")]
+    pub drop_every: Option<Duration>,
+    /// Fault: with --drop-every, how many drops in all (default: no limit).
+    #[arg(long, requires = "drop_every")]
+    pub drop_count: Option<u32>,
+    /// Fault: every PERIOD, each session sends one junk datagram (or interleaved frame) among
+    /// its packets: random bytes, a truncated RTP header, or an RTP header with a foreign SSRC,
+    /// in turn, on its RTP channel and then its RTCP channel.
+    #[arg(long, value_parser = parse_duration)]
+    pub garbage_every: Option<Duration>,
     /// Fault: STREAM[@T] stops sending RTP from sim time T (default 0); repeatable.
     #[arg(long = "stall", value_parser = parse_stall)]
     pub stalls: Vec<Stall>,

@@ -41,15 +41,38 @@ pub async fn closed_after(mut gate: GateRx, epoch: u64) {
     }
 }
 
-/// Closes the gate at `at` after sim start and opens it `for_` later.
-pub async fn run_drop(gate: GateTx, start: tokio::time::Instant, at: Duration, for_: Duration) {
-    tokio::time::sleep_until(start + at).await;
-    gate.send_modify(|s| {
-        s.open = false;
-        s.epoch += 1;
-    });
-    tokio::time::sleep(for_).await;
-    gate.send_modify(|s| s.open = true);
+/// When and how often the connection drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropPlan {
+    /// First drop, after sim start.
+    pub at: Duration,
+    /// How long the ports stay closed each time.
+    pub for_: Duration,
+    /// Start-to-start period of repeated drops (`None`: once).
+    pub every: Option<Duration>,
+    /// Drops in all when repeating (`None`: until the sim ends).
+    pub count: Option<u32>,
+}
+
+/// Closes the gate at `plan.at` after sim start and opens it `plan.for_` later, repeating as
+/// the plan says.
+pub async fn run_drop(gate: GateTx, start: tokio::time::Instant, plan: DropPlan) {
+    let mut next = start + plan.at;
+    let mut done = 0u32;
+    loop {
+        tokio::time::sleep_until(next).await;
+        gate.send_modify(|s| {
+            s.open = false;
+            s.epoch += 1;
+        });
+        tokio::time::sleep(plan.for_).await;
+        gate.send_modify(|s| s.open = true);
+        done += 1;
+        match plan.every {
+            Some(every) if plan.count.is_none_or(|n| done < n) => next += every,
+            _ => break,
+        }
+    }
     // a dropped sender would read as "sim gone" to every watcher
     gate.closed().await;
 }

@@ -100,6 +100,13 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         })?;
         stalls.push((idx, s.at));
     }
+    if let (Some(every), Some(for_)) = (cfg.drop_every, cfg.drop_for) {
+        if every <= for_ {
+            return Err(SimError::Config(format!(
+                "--drop-every {every:?} must be longer than --drop-for {for_:?}"
+            )));
+        }
+    }
     if !(cfg.jitter.is_finite() && cfg.jitter >= 0.0) {
         return Err(SimError::Config(format!(
             "--jitter {} must be >= 0",
@@ -111,6 +118,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         jitter_ms: cfg.jitter,
         seed: cfg.seed,
         stalls,
+        garbage_every: cfg.garbage_every,
     });
     let bind = |port: u16, what: &'static str| {
         let addr = SocketAddr::V4(SocketAddrV4::new(cfg.bind, port));
@@ -184,7 +192,13 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
     }));
 
     if let (Some(at), Some(for_)) = (cfg.drop_at, cfg.drop_for) {
-        tokio::spawn(gate::run_drop(gate_tx, timeline.start, at, for_));
+        let plan = gate::DropPlan {
+            at,
+            for_,
+            every: cfg.drop_every,
+            count: cfg.drop_count,
+        };
+        tokio::spawn(gate::run_drop(gate_tx, timeline.start, plan));
     } else {
         // keep the sender alive so watchers never see the gate vanish
         tokio::spawn(async move {

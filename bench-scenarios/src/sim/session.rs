@@ -33,6 +33,33 @@ pub struct Faults {
     pub seed: u64,
     /// (stream index, sim time from which it sends no RTP)
     pub stalls: Vec<(u8, Duration)>,
+    /// Send one junk packet per this period (`--garbage-every`).
+    pub garbage_every: Option<Duration>,
+}
+
+/// The junk `--garbage-every` sends, in turn: what a confused or hostile sender could put on
+/// the client's ports. `n` picks the kind; the RTP channel and the RTCP channel alternate.
+fn junk_packet(n: u64, rng: &mut Pcg64Mcg, out: &mut Vec<u8>) -> PacketKind {
+    out.clear();
+    match n % 3 {
+        // random bytes of random length
+        0 => {
+            let len = rng.random_range(1..1400usize);
+            out.extend((0..len).map(|_| rng.random::<u8>()));
+        }
+        // an RTP version byte, then too few bytes for a header
+        1 => out.extend_from_slice(&[0x80, 0x60, 0x12]),
+        // a well-formed RTP header from another source (foreign SSRC), junk payload
+        _ => {
+            out.extend_from_slice(&[0x80, 0x60, 0x00, 0x01, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef]);
+            out.extend((0..64).map(|_| rng.random::<u8>()));
+        }
+    }
+    if (n / 3).is_multiple_of(2) {
+        PacketKind::Rtp
+    } else {
+        PacketKind::Rtcp
+    }
 }
 
 /// Where a session's packets go.
@@ -263,6 +290,9 @@ impl Cursor {
             }
         }
         let mut last_send = Instant::now();
+        let mut next_junk = faults.garbage_every.map(|p| Instant::now() + p);
+        let mut junk_sent = 0u64;
+        let mut junk = Vec::with_capacity(1400);
         let mut current = self.next.take();
         while let Some(mut held) = current {
             let mut due = self.timeline.due(held.pass, held.arrival_ns);
@@ -273,6 +303,16 @@ impl Cursor {
             let due = due.max(last_send);
             tokio::time::sleep_until(due).await;
             last_send = due;
+            if let (Some(at), Some(period)) = (next_junk, faults.garbage_every) {
+                if due >= at {
+                    let kind = junk_packet(junk_sent, &mut rng, &mut junk);
+                    junk_sent += 1;
+                    next_junk = Some(at + period);
+                    if sink.send(kind, &junk, &mut frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
             let mut skip = false;
             if held.kind == PacketKind::Rtp {
                 if let Some(at) = stall_at {

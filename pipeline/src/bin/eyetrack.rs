@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use pipeline::control::{BoundControl, ControlConfig, PipelineHandles};
 use pipeline::coordinator::{Control, PipelineConfig, RunningPipeline, PASSTHROUGH_NEEDS_H264};
 use pipeline::decode::DecoderKind;
 use pipeline::flamegraph::{FlamegraphInfo, Sampler, DEFAULT_FREQUENCY_HZ, MAX_FREQUENCY_HZ};
+use pipeline::logging::{self, LogFormat};
 use pipeline::overlay::{MarkerShape, OverlayMode, OverlayStyle, Rgb};
 use pipeline::platform;
 use pipeline::preview::{fit_size, ResizeFilter};
@@ -421,6 +422,13 @@ struct RunArgs {
     /// No live status line and no tables.
     #[arg(long, short)]
     quiet: bool,
+    /// Log lines on stderr: text (one readable line each) or json (one object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Least severe log level shown (error, warn, info, debug, trace) or RUST_LOG-style
+    /// directives. Default: RUST_LOG if set, else info.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 impl RunArgs {
@@ -733,6 +741,19 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // Logging is set up before anything can fail, so every error line goes through it.
+    let (format, level, live) = match &cli.command {
+        Command::Run(a) => (
+            a.log_format,
+            a.log_level.clone(),
+            !a.quiet && std::io::stderr().is_terminal(),
+        ),
+        _ => (LogFormat::Text, None, false),
+    };
+    if let Err(e) = logging::init("eyetrack", format, level.as_deref(), live) {
+        eprintln!("eyetrack: {}", cli::one_line(&e.to_string()));
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Config(ConfigCommand::Show(args)) => {
@@ -747,7 +768,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eyetrack: error: {}", cli::one_line(&format!("{e:#}")));
+            tracing::error!("{}", cli::one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -773,7 +794,42 @@ fn config_show(args: &RunArgs, matches: &clap::ArgMatches, config: Option<&std::
     );
 }
 
+/// Exit status of a second SIGINT (the shell's 128 + signal number).
+const EXIT_SECOND_SIGINT: i32 = 130;
+/// Exit status of a second SIGTERM.
+const EXIT_SECOND_SIGTERM: i32 = 143;
+
+/// SIGINT and SIGTERM: the first asks for a clean stop (the flag, polled by the main loop);
+/// a second one, while that stop is under way, ends the process at once with
+/// [`EXIT_SECOND_SIGINT`] / [`EXIT_SECOND_SIGTERM`]. signal-hook's handlers only store to
+/// atomics and `_exit`, which is async-signal-safe; the conditional exit is registered first,
+/// so it sees the flag as the previous signal left it. Returns (stop requested, which signal).
+fn install_signal_handlers() -> anyhow::Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let requested = Arc::new(AtomicBool::new(false));
+    let which = Arc::new(AtomicUsize::new(0));
+    for (sig, code) in [(SIGINT, EXIT_SECOND_SIGINT), (SIGTERM, EXIT_SECOND_SIGTERM)] {
+        signal_hook::flag::register_conditional_shutdown(sig, code, Arc::clone(&requested))
+            .context("installing signal handlers")?;
+        signal_hook::flag::register_usize(sig, Arc::clone(&which), sig as usize)
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&requested))
+            .context("installing signal handlers")?;
+    }
+    Ok((requested, which))
+}
+
+fn signal_name(sig: usize) -> &'static str {
+    match sig as i32 {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
 fn run(args: RunArgs) -> anyhow::Result<()> {
+    // First, so a signal during a slow connect or discovery already counts.
+    let (signalled, which_signal) = install_signal_handlers()?;
     // Bound before the source connects, so a taken port fails the run before anything streams.
     let control_bound = match args.control {
         Some(addr) => {
@@ -833,10 +889,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             let found = discover::browse(args.discover_timeout)?;
             let dev = discover::choose(found, args.device.as_deref(), args.discover_timeout)?;
             if !args.quiet {
-                eprintln!(
-                    "eyetrack: found {:?} at {}:{}",
-                    dev.name, dev.host, dev.port
-                );
+                tracing::info!("found {:?} at {}:{}", dev.name, dev.host, dev.port);
             }
             device = Some((dev.host.clone(), dev.port));
             Box::new(neon_source(&args, dev.host, dev.port)?)
@@ -909,11 +962,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         args.preview == PreviewVisibility::Visible,
         Ordering::Relaxed,
     );
-    {
-        let control = Arc::clone(&control);
-        // A second Ctrl-C while stopping falls through to the default (immediate exit).
-        let _ = ctrlc::set_handler(move || control.request_stop());
-    }
 
     // Before the pipeline, so the graph covers every frame; the sampler's cost is its own field.
     let sampler = match &args.flamegraph {
@@ -927,10 +975,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(bound) => {
             let server = bound.serve(PipelineHandles::new(&running, live_phases))?;
             // Always said (also with -q): with port 0 it is the only way to learn the port.
-            eprintln!(
-                "eyetrack: control API and preview on http://{}/",
-                server.local_addr()
-            );
+            tracing::info!("control API and preview on http://{}/", server.local_addr());
             Some(server)
         }
         None => None,
@@ -941,19 +986,28 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut reported_error = None;
     if let Some(dir) = running.recorder().and_then(|r| r.active()) {
         if !args.quiet {
-            eprintln!("eyetrack: recording into {}", dir.display());
+            tracing::info!("recording into {}", dir.display());
         }
     }
     let mut last_toggle = Instant::now();
     let mut last_line = Instant::now();
+    let mut stop_logged = false;
     while !running.is_finished() {
         std::thread::sleep(Duration::from_millis(20));
+        if signalled.load(Ordering::Relaxed) && !stop_logged {
+            stop_logged = true;
+            control.request_stop();
+            tracing::info!(
+                signal = signal_name(which_signal.load(Ordering::Relaxed)),
+                "stopping: finishing the recording and the report (a second signal exits at once)"
+            );
+        }
         if let Some(rec) = running.recorder() {
             // A fault ended the recording while streaming goes on: say so once, in one line.
             let err = rec.last_error();
             if err.is_some() && err != reported_error {
-                eprintln!(
-                    "\reyetrack: recording stopped: {} (streaming continues)",
+                tracing::warn!(
+                    "recording stopped: {} (streaming continues)",
                     cli::one_line(err.as_deref().unwrap_or_default())
                 );
                 reported_error = err;
@@ -963,7 +1017,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     last_toggle = Instant::now();
                     if rec.active().is_some() {
                         recordings.push(rec.stop()?);
-                    } else if reported_error.is_none() {
+                    } else if reported_error.is_none() && !stop_logged {
                         rec.start()?;
                     }
                 }
@@ -995,8 +1049,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 .finish(path, &flamegraph_title(&args, &toggles, paced))
                 .context("flamegraph")?;
             if stats.samples == 0 {
-                eprintln!(
-                    "eyetrack: warning: the flamegraph took no samples (run too short for {} Hz)",
+                tracing::warn!(
+                    "the flamegraph took no samples (run too short for {} Hz)",
                     stats.frequency_hz
                 );
             }

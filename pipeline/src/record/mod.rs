@@ -15,6 +15,7 @@ pub mod layout;
 pub mod select;
 pub mod session;
 pub mod streams;
+pub mod verify;
 pub mod wav;
 
 use std::path::{Path, PathBuf};
@@ -1461,6 +1462,7 @@ impl Worker {
         }
         let died_at = UnixNanos::now();
         self.event("encoder_died", e.to_string());
+        tracing::warn!(error = %e, "the encoder died; restarting it into a new segment");
         a.restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
         if a.restarts.len() >= MAX_RESTARTS_PER_MINUTE {
             return Err(format!(
@@ -1476,6 +1478,7 @@ impl Worker {
         Counters::add(&self.counters.encoder_restarts, 1);
         a.counts.encoder_restarts += 1;
         let gap_ms = UnixNanos::now().delta_ns(died_at) as f64 / 1e6;
+        tracing::info!(gap_ms, file = %path.display(), "the encoder restarted");
         self.event(
             "encoder_restart",
             format!(

@@ -266,7 +266,10 @@ async fn run(
             return;
         }
         link.connected.store(false, Ordering::Relaxed);
+        tracing::warn!(reason = %reason, "lost the device; reconnecting");
         link.set_error(reason);
+        let lost_at = tokio::time::Instant::now();
+        let mut attempts = 0u32;
         let mut backoff = BACKOFF_START;
         conn = loop {
             tokio::select! {
@@ -277,8 +280,14 @@ async fn run(
                 r = connect(&cfg) => r,
                 _ = stop.wait_for(|s| *s) => return,
             };
+            attempts += 1;
             match attempt {
                 Ok(c) => {
+                    tracing::info!(
+                        after_ms = lost_at.elapsed().as_millis() as u64,
+                        attempts,
+                        "reconnected to the device"
+                    );
                     link.reconnects.fetch_add(1, Ordering::Relaxed);
                     link.connected.store(true, Ordering::Relaxed);
                     break c;
