@@ -1509,6 +1509,15 @@ impl Worker {
         if let Some(enc) = a.encoder.take() {
             let path = enc.path().to_owned();
             match enc.finish() {
+                Ok(mut s) if s.frames == 0 => {
+                    // Stopped before any frame came (e.g. start then stop over the API at
+                    // launch): the muxer wrote only a header, which ffprobe rejects. No video
+                    // is the honest record; the manifest says so.
+                    let _ = std::fs::remove_file(&path);
+                    s.bytes = 0;
+                    s.end = "empty: no frame arrived, file removed".into();
+                    a.segments.push(s);
+                }
                 Ok(s) => a.segments.push(s),
                 Err(e) => {
                     a.segments.push(SegmentSummary {
@@ -1633,6 +1642,42 @@ mod tests {
         }
         let u = out.plane(1);
         assert_eq!(u.row(0), &[128, 128, 200, 200, 200, 200, 128, 128]);
+    }
+
+    /// A recording stopped before its first frame leaves no header-only video that players
+    /// and ffprobe reject; its CSVs and manifest are still there.
+    #[test]
+    fn a_recording_without_frames_leaves_no_unreadable_video() {
+        let root = tempfile::tempdir().unwrap();
+        let mut cfg = RecordConfig::new(root.path().to_owned());
+        cfg.fsync_every = 0;
+        cfg.prepare().unwrap();
+        let (rec, threads) = Recorder::spawn(
+            cfg,
+            (320, 240),
+            30.0,
+            Arc::new(Control::default()),
+            Arc::new(Counters::default()),
+            StageProfile::new(false),
+            false,
+        )
+        .unwrap();
+        rec.start().unwrap();
+        let s = rec.stop().unwrap();
+        assert_eq!(s.end, "stopped");
+        assert_eq!(s.segments.len(), 1);
+        assert_eq!(s.segments[0].frames, 0);
+        assert!(
+            s.segments[0].end.starts_with("empty"),
+            "{:?}",
+            s.segments[0]
+        );
+        assert!(!s.dir.join("scene_000.mkv").exists());
+        let check = verify::check_folder(&s.dir).unwrap();
+        assert!(check.videos.is_empty(), "{check:?}");
+        assert_eq!(check.problems(), Vec::<String>::new());
+        assert_eq!(check.end.as_deref(), Some("stopped"));
+        let _ = rec.shutdown(threads);
     }
 
     /// A live source hands over access units faster than they are written: the ones that do
