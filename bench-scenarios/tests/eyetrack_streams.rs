@@ -6,30 +6,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
+#[path = "common/bins.rs"]
+mod bins;
 #[path = "common/sim.rs"]
 mod sim;
 
-/// The eyetrack binary of the same build, built once if needed.
-fn eyetrack() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "pipeline", "--bin", "eyetrack"])
-                .args(if cfg!(debug_assertions) {
-                    &[][..]
-                } else {
-                    &["--release"][..]
-                })
-                .status()
-                .expect("cargo runs");
-            assert!(status.success());
-            PathBuf::from(env!("CARGO_BIN_EXE_neon-sim")).with_file_name("eyetrack")
-        })
-        .clone()
-}
+use bins::eyetrack;
 
 fn ok(out: Output, what: &str) -> String {
     assert!(
