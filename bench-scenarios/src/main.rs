@@ -53,6 +53,11 @@ struct SoakArgs {
     /// Run only the cases whose name contains this (repeatable).
     #[arg(long = "case")]
     cases: Vec<String>,
+    /// `judge`: a drop rate over the documented target fails the continuous-recording case.
+    /// `report`: it is reported but does not fail (drops depend on what else the machine
+    /// runs, so CI's test on a shared 2-core box uses this; every other check still gates).
+    #[arg(long, value_enum, default_value_t = soak::Targets::Judge)]
+    targets: soak::Targets,
     /// No progress lines and no table.
     #[arg(long, short)]
     quiet: bool,
@@ -171,6 +176,7 @@ fn soak_cmd(args: SoakArgs) -> anyhow::Result<ExitCode> {
         neon_sim,
         fixture: args.fixture.clone(),
         only: args.cases.clone(),
+        targets: args.targets,
     };
     let out = args.out.clone().unwrap_or_else(|| default_out("soak"));
     let quiet = args.quiet;

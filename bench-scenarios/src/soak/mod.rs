@@ -33,6 +33,16 @@ pub struct SoakConfig {
     pub fixture: PathBuf,
     /// Only the cases whose name contains one of these (all when empty).
     pub only: Vec<String>,
+    /// Whether the drop-rate target fails a case or is only reported.
+    pub targets: Targets,
+}
+
+/// How the documented drop-rate target is applied (`--targets`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Targets {
+    Judge,
+    Report,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
