@@ -17,6 +17,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A frame size `WIDTHxHEIGHT` (`x` or `X`), each side 2..=16384. One parser for every flag,
+/// config key and API field that takes a size.
+pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("'{s}' is not WIDTHxHEIGHT"))?;
+    let (w, h): (usize, usize) = match (w.trim().parse(), h.trim().parse()) {
+        (Ok(w), Ok(h)) => (w, h),
+        _ => return Err(format!("'{s}' is not WIDTHxHEIGHT")),
+    };
+    if !(2..=16384).contains(&w) || !(2..=16384).contains(&h) {
+        return Err(format!("'{s}' is outside 2x2 .. 16384x16384"));
+    }
+    Ok((w, h))
+}
+
+/// A colour `RRGGBB` in hex, with or without a leading `#`.
+pub fn parse_rgb(s: &str) -> Result<crate::overlay::Rgb, String> {
+    let hex = s.trim_start_matches('#');
+    if hex.len() != 6 {
+        return Err(format!("colour '{s}' is not RRGGBB"));
+    }
+    let v = u32::from_str_radix(hex, 16).map_err(|_| format!("colour '{s}' is not RRGGBB"))?;
+    Ok(crate::overlay::Rgb {
+        r: (v >> 16) as u8,
+        g: (v >> 8) as u8,
+        b: v as u8,
+    })
+}
+
 /// Folds a multi-line message (clap's usage hints, an error chain) into one line.
 pub fn one_line(msg: &str) -> String {
     msg.lines()
@@ -59,6 +89,19 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("-3").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_and_colours() {
+        assert_eq!(parse_size("1600x1200"), Ok((1600, 1200)));
+        assert_eq!(parse_size(" 640 X 480 "), Ok((640, 480)));
+        assert!(parse_size("640").is_err());
+        assert!(parse_size("1x480").is_err());
+        assert!(parse_size("20000x10").is_err());
+        let c = parse_rgb("#ff8000").unwrap();
+        assert_eq!((c.r, c.g, c.b), (255, 128, 0));
+        assert!(parse_rgb("fff").is_err());
+        assert!(parse_rgb("gg0000").is_err());
     }
 
     #[test]

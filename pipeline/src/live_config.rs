@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
+use crate::cli::{parse_rgb as rgb, parse_size as size};
 use crate::overlay::{MarkerShape, OverlayStyle, Rgb};
 use crate::streams::{Stream, StreamSwitches};
 
@@ -242,33 +243,6 @@ fn patched(current: &LiveValues, obj: &Map<String, Value>) -> Result<LiveValues,
         }
     }
     Ok(v)
-}
-
-fn size(s: &str) -> Result<(usize, usize), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("'{s}' is not WIDTHxHEIGHT"))?;
-    let (w, h): (usize, usize) = match (w.trim().parse(), h.trim().parse()) {
-        (Ok(w), Ok(h)) => (w, h),
-        _ => return Err(format!("'{s}' is not WIDTHxHEIGHT")),
-    };
-    if !(2..=16384).contains(&w) || !(2..=16384).contains(&h) {
-        return Err(format!("'{s}' is outside 2x2 .. 16384x16384"));
-    }
-    Ok((w, h))
-}
-
-fn rgb(s: &str) -> Result<Rgb, String> {
-    let hex = s.trim_start_matches('#');
-    if hex.len() != 6 {
-        return Err(format!("colour '{s}' is not RRGGBB"));
-    }
-    let v = u32::from_str_radix(hex, 16).map_err(|_| format!("colour '{s}' is not RRGGBB"))?;
-    Ok(Rgb {
-        r: (v >> 16) as u8,
-        g: (v >> 8) as u8,
-        b: v as u8,
-    })
 }
 
 #[cfg(test)]

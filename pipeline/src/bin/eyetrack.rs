@@ -121,37 +121,6 @@ fn parse_source(s: &str) -> Result<SourceSpec, String> {
     ))
 }
 
-fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("'{s}' is not WIDTHxHEIGHT"))?;
-    let w: usize = w
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad width in '{s}'"))?;
-    let h: usize = h
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad height in '{s}'"))?;
-    if w < 2 || h < 2 || w > 16384 || h > 16384 {
-        return Err(format!("'{s}' is outside 2x2 .. 16384x16384"));
-    }
-    Ok((w, h))
-}
-
-fn parse_rgb(s: &str) -> Result<Rgb, String> {
-    let hex = s.trim_start_matches('#');
-    if hex.len() != 6 {
-        return Err(format!("colour '{s}' is not RRGGBB"));
-    }
-    let v = u32::from_str_radix(hex, 16).map_err(|_| format!("colour '{s}' is not RRGGBB"))?;
-    Ok(Rgb {
-        r: (v >> 16) as u8,
-        g: (v >> 8) as u8,
-        b: v as u8,
-    })
-}
-
 fn parse_fps(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -280,7 +249,7 @@ struct RunArgs {
 
     /// Box the preview is scaled to fit (aspect ratio kept). Default 640x360; 640x480 with
     /// --layout logger.
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = cli::parse_size)]
     preview_size: Option<(usize, usize)>,
     /// Whether someone is looking at the preview (drives reduced processing).
     #[arg(long, value_enum, default_value_t = PreviewVisibility::Visible)]
@@ -296,10 +265,10 @@ struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
     marker_thickness: Option<u32>,
     /// Marker colour while the glasses are worn (RRGGBB).
-    #[arg(long, value_parser = parse_rgb, default_value = "ffff00")]
+    #[arg(long, value_parser = cli::parse_rgb, default_value = "ffff00")]
     worn_color: Rgb,
     /// Marker colour while not worn (RRGGBB).
-    #[arg(long, value_parser = parse_rgb, default_value = "ff0000")]
+    #[arg(long, value_parser = cli::parse_rgb, default_value = "ff0000")]
     not_worn_color: Rgb,
     /// Text HUD (fps, frame index, state) on the preview.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
@@ -309,7 +278,7 @@ struct RunArgs {
     #[arg(long, value_enum, default_value_t = SyntheticFormat::I420)]
     format: SyntheticFormat,
     /// Synthetic source: scene resolution.
-    #[arg(long, value_parser = parse_size, default_value = "1600x1200")]
+    #[arg(long, value_parser = cli::parse_size, default_value = "1600x1200")]
     resolution: (usize, usize),
     /// Synthetic source: frames per second.
     #[arg(long, value_parser = parse_fps, default_value = "30")]
@@ -365,7 +334,7 @@ struct RunArgs {
     /// Recorded frame size, scaled with the preview's filter. Default: the scene's size; with
     /// --layout logger the scene scaled to 1280 wide (1280x960 for the Neon), or 1280x720 with
     /// --record-fit letterbox.
-    #[arg(long, value_parser = parse_size, requires = "recording")]
+    #[arg(long, value_parser = cli::parse_size, requires = "recording")]
     record_size: Option<(usize, usize)>,
     /// How the scene fills a recorded frame of another aspect ratio.
     #[arg(long, value_enum, default_value_t = RecordFit::Stretch, requires = "recording")]
