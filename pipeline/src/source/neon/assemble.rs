@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::extra::{AudioStream, ExtraStats, EyesStream};
 use crate::coordinator::Control;
-use crate::decode::{self, Decoded, Decoder, DecoderKind, DecoderOptions};
+use crate::decode::{self, DecodeError, Decoded, Decoder, DecoderKind, DecoderOptions};
 use crate::fixture::PacketKind;
 use crate::frame::{FramePool, PixelFormat};
 use crate::neon::aac::AacFormat;
@@ -359,6 +359,28 @@ impl Rejected {
     pub(super) fn malformed(self) -> u64 {
         u64::from(self == Rejected::Malformed)
     }
+}
+
+/// One access unit of a video stream (world or eyes) through its decoder, timed as the
+/// Decode phase; the pictures wait in the stream's stamp queue for their device time. Returns
+/// the decode time and the decoder's verdict on this unit.
+pub(super) fn decode_into(
+    decoder: &mut dyn Decoder<FrameToken>,
+    pool: &mut FramePool,
+    decoded: &mut Vec<Decoded<FrameToken>>,
+    stamp: &mut StampQueue<Decoded<FrameToken>>,
+    au: &[u8],
+    token: FrameToken,
+    profile: &mut StageProfile,
+) -> (u64, Result<(), DecodeError>) {
+    let t = MonoNanos::now();
+    let r = decoder.decode(au, token, pool, decoded);
+    let ns = MonoNanos::now().since(t);
+    profile.record_ns(Phase::Decode, ns);
+    for d in decoded.drain(..) {
+        stamp.push(d.token.ssrc, d.token.rtp_timestamp, d);
+    }
+    (ns, r)
 }
 
 /// Device Unix time to host monotonic time. Every sender report carries the device's clock at
@@ -813,20 +835,20 @@ impl Assembler {
                 ssrc: pkt.ssrc,
                 received: arrival,
             };
-            let t = MonoNanos::now();
-            let r = w
-                .decoder
-                .decode(au.data, token, &mut w.pool, &mut w.decoded);
-            let ns = MonoNanos::now().since(t);
-            profile.record_ns(Phase::Decode, ns);
+            let (ns, r) = decode_into(
+                w.decoder.as_mut(),
+                &mut w.pool,
+                &mut w.decoded,
+                &mut w.stamp,
+                au.data,
+                token,
+                profile,
+            );
             decode_ns += ns;
             if let Err(e) = r {
                 // Not counted again as a broken access unit: that one never reached here.
                 self.decode_errors += 1;
                 self.last_error = Some(e.to_string());
-            }
-            for d in w.decoded.drain(..) {
-                w.stamp.push(d.token.ssrc, d.token.rtp_timestamp, d);
             }
         }
         self.drain_world();

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::assemble::{FrameToken, HostClock, RtpIn, StreamSetup};
+use super::assemble::{decode_into, FrameToken, HostClock, RtpIn, StreamSetup};
 use crate::decode::aac::AacDecoder;
 use crate::decode::{self, Decoded, Decoder, DecoderKind, DecoderOptions};
 use crate::frame::FramePool;
@@ -141,18 +141,18 @@ impl EyesStream {
                 ssrc: pkt.ssrc,
                 received: arrival,
             };
-            let t = MonoNanos::now();
-            let r = self
-                .decoder
-                .decode(au.data, token, &mut self.pool, &mut self.decoded);
-            let ns = MonoNanos::now().since(t);
-            profile.record_ns(Phase::Decode, ns);
+            let (ns, r) = decode_into(
+                self.decoder.as_mut(),
+                &mut self.pool,
+                &mut self.decoded,
+                &mut self.stamp,
+                au.data,
+                token,
+                profile,
+            );
             decode_ns += ns;
             if r.is_err() {
                 self.stats.eye_decode_errors += 1;
-            }
-            for d in self.decoded.drain(..) {
-                self.stamp.push(d.token.ssrc, d.token.rtp_timestamp, d);
             }
         }
         self.drain(host, out);
