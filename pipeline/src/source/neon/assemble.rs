@@ -345,6 +345,39 @@ impl RtpIn {
     }
 }
 
+impl RtpIn {
+    /// [`RtpIn::admit`] for intakes that only count what they turn away.
+    pub(super) fn admit_counting<'a>(
+        &mut self,
+        data: &'a [u8],
+        malformed: &mut u64,
+    ) -> Option<RtpPacket<'a>> {
+        self.admit(data)
+            .map_err(|r| *malformed += r.malformed())
+            .ok()
+    }
+
+    /// A video stream's new session (first packet or reconnect): sequence tracking, the
+    /// depacketizer (with the new SDP's SPS/PPS) and the decoder all start over at an IDR.
+    /// False when `setup` is the session already in use.
+    pub(super) fn restart_video(
+        &mut self,
+        setup: &Arc<StreamSetup>,
+        depack: &mut Depacketizer,
+        decoder: &mut dyn Decoder<FrameToken>,
+    ) -> bool {
+        if !self.is_new(setup) {
+            return false;
+        }
+        self.reset(setup);
+        depack.reset();
+        depack.set_parameter_sets(setup.parameter_sets.iter().map(Vec::as_slice));
+        // Anything the decoder holds references the old stream.
+        decoder.mark_loss();
+        true
+    }
+}
+
 /// Why [`RtpIn::admit`] turned a packet away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Rejected {
@@ -705,17 +738,14 @@ impl Assembler {
         match setup.sensor {
             Sensor::World => {
                 let w = &mut self.world;
-                if !w.rtp.is_new(setup) {
+                if !w
+                    .rtp
+                    .restart_video(setup, &mut w.depack, w.decoder.as_mut())
+                {
                     return;
                 }
-                w.rtp.reset(setup);
-                w.depack.reset();
-                w.depack
-                    .set_parameter_sets(setup.parameter_sets.iter().map(Vec::as_slice));
                 // Frames still waiting for an SR belong to the old session's clock.
                 w.stamp = StampQueue::new(setup.clock, WORLD_PRE_SR_FRAMES);
-                // Anything the decoder holds references the old stream; start at an IDR.
-                w.decoder.mark_loss();
             }
             Sensor::Gaze => {
                 if self.gaze_rtp.is_new(setup) {
@@ -811,12 +841,8 @@ impl Assembler {
     }
 
     fn world_rtp(&mut self, data: &[u8], arrival: MonoNanos, profile: &mut StageProfile) -> u64 {
-        let pkt = match self.world.rtp.admit(data) {
-            Ok(p) => p,
-            Err(r) => {
-                self.malformed += r.malformed();
-                return 0;
-            }
+        let Some(pkt) = self.world.rtp.admit_counting(data, &mut self.malformed) else {
+            return 0;
         };
         let w = &mut self.world;
         w.ssrc = pkt.ssrc;
@@ -891,12 +917,8 @@ impl Assembler {
     }
 
     fn gaze_rtp(&mut self, data: &[u8]) {
-        let pkt = match self.gaze_rtp.admit(data) {
-            Ok(p) => p,
-            Err(r) => {
-                self.malformed += r.malformed();
-                return;
-            }
+        let Some(pkt) = self.gaze_rtp.admit_counting(data, &mut self.malformed) else {
+            return;
         };
         match NeonGaze::decode(pkt.payload) {
             Ok(g) => self.gaze.push(pkt.ssrc, pkt.timestamp, g),
@@ -915,12 +937,8 @@ impl Assembler {
     }
 
     fn imu_rtp(&mut self, data: &[u8]) {
-        let pkt = match self.imu_rtp.admit(data) {
-            Ok(p) => p,
-            Err(r) => {
-                self.malformed += r.malformed();
-                return;
-            }
+        let Some(pkt) = self.imu_rtp.admit_counting(data, &mut self.malformed) else {
+            return;
         };
         match ImuPacket::decode_payload(pkt.payload) {
             Ok(p) => self.out.push_back(SourceItem::Imu(p.to_sample())),
@@ -929,12 +947,8 @@ impl Assembler {
     }
 
     fn events_rtp(&mut self, data: &[u8]) {
-        let pkt = match self.events_rtp.admit(data) {
-            Ok(p) => p,
-            Err(r) => {
-                self.malformed += r.malformed();
-                return;
-            }
+        let Some(pkt) = self.events_rtp.admit_counting(data, &mut self.malformed) else {
+            return;
         };
         let event = match EyeEvent::decode(pkt.payload) {
             Ok(EyeEvent::Keepalive) => return,

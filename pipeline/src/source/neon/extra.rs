@@ -89,15 +89,13 @@ impl EyesStream {
 
     /// A new session (first packet or reconnect): everything starts over at an IDR.
     pub(super) fn adopt(&mut self, setup: &Arc<StreamSetup>) {
-        if !self.rtp.is_new(setup) {
+        if !self
+            .rtp
+            .restart_video(setup, &mut self.depack, self.decoder.as_mut())
+        {
             return;
         }
-        self.rtp.reset(setup);
-        self.depack.reset();
-        self.depack
-            .set_parameter_sets(setup.parameter_sets.iter().map(Vec::as_slice));
         self.stamp = StampQueue::new(setup.clock, EYES_PRE_SR);
-        self.decoder.mark_loss();
         if let Some(fps) = setup.video_format().and_then(|f| f.2).or(setup.framerate) {
             self.fps = fps;
         }
