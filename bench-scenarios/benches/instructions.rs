@@ -159,6 +159,7 @@ fn setup_decode(kind: DecoderKind) -> Decode {
     let opts = DecoderOptions {
         threads: 1,
         low_delay: true,
+        slice_threads: false,
     };
     let mut decoder = decode::open::<u32>(kind, &opts).expect("decoder");
     let mut pool = FramePool::new(4);

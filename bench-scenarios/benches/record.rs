@@ -71,6 +71,7 @@ fn encoders(c: &mut Criterion) {
         fps: 30,
         input: PixelFormat::I420,
         crf: 23,
+        threads: None,
     };
     let mut g = c.benchmark_group("encode_1600x1200_i420");
     g.throughput(Throughput::Elements(1));

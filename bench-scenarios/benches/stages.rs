@@ -150,6 +150,7 @@ fn decode(c: &mut Criterion) {
         let options = DecoderOptions {
             threads,
             low_delay: true,
+            slice_threads: false,
         };
         let mut dec = decode::open::<usize>(kind, &options).expect("decoder opens");
         let mut pool = FramePool::new(2 + threads);

@@ -35,6 +35,7 @@ fn in_process(kind: DecoderKind, threads: usize, aus: &[&[u8]]) -> anyhow::Resul
     let options = DecoderOptions {
         threads,
         low_delay: true,
+        slice_threads: false,
     };
     let mut dec = decode::open::<usize>(kind, &options)?;
     let mut pool = FramePool::new(2 + threads);

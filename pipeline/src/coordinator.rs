@@ -555,6 +555,7 @@ fn process_stage(
     if let Some(r) = &recorder {
         processor.hold_extra(r.config().queue.max(1) + 1);
     }
+    let mut last_reduced: Option<u64> = None;
     for packet in rx.iter() {
         if control.paused.load(Ordering::Relaxed) {
             Counters::add(&counters.paused_skipped, 1);
@@ -563,14 +564,22 @@ fn process_stage(
         // Plan 1.6: nobody is looking and nothing records, so keep only a thumbnail going.
         let hidden = !control.preview_visible.load(Ordering::Relaxed);
         let recording = control.recording.load(Ordering::Relaxed);
+        // One frame per REDUCED_EVERY camera frames, counted from the last one processed
+        // rather than by index, so the IDR-only thumbnails of `--reduced-decode` (whose
+        // indices follow the device's keyframe interval) are all kept.
         if reduced_processing
             && hidden
             && !recording
-            && packet.meta.camera_index % REDUCED_EVERY != 0
+            && last_reduced.is_some_and(|last: u64| {
+                packet.meta.camera_index < last.saturating_add(REDUCED_EVERY)
+                    && packet.meta.camera_index >= last
+            })
         {
             Counters::add(&counters.reduced_skipped, 1);
             continue;
         }
+        last_reduced =
+            (reduced_processing && hidden && !recording).then_some(packet.meta.camera_index);
         let span = result.profile.start();
         let processed = processor.process(&packet.frame);
         result.profile.finish(Phase::Process, span);

@@ -338,6 +338,11 @@ pub struct Counters {
     pub net_channel_drops: AtomicU64,
     /// Frames decoded with error concealment after a loss, before the next IDR.
     pub net_concealed_frames: AtomicU64,
+    /// Access units decoded without the loop filter (`--fast-decode`, nothing recording).
+    pub net_fast_decoded: AtomicU64,
+    /// Access units depacketized but not decoded (`--reduced-decode`: preview hidden, nothing
+    /// recording; and those up to the next IDR when full decoding resumes).
+    pub net_reduced_not_decoded: AtomicU64,
 }
 
 impl Counters {
@@ -387,6 +392,8 @@ impl Counters {
             net_reconnects: g(&self.net_reconnects),
             net_channel_drops: g(&self.net_channel_drops),
             net_concealed_frames: g(&self.net_concealed_frames),
+            net_fast_decoded: g(&self.net_fast_decoded),
+            net_reduced_not_decoded: g(&self.net_reduced_not_decoded),
         }
     }
 }
@@ -432,6 +439,8 @@ pub struct CounterSnapshot {
     pub net_reconnects: u64,
     pub net_channel_drops: u64,
     pub net_concealed_frames: u64,
+    pub net_fast_decoded: u64,
+    pub net_reduced_not_decoded: u64,
 }
 
 impl CounterSnapshot {

@@ -13,7 +13,7 @@ use crate::overlay::CacheStats;
 use crate::platform::PlatformCaps;
 use crate::profile::{CounterSnapshot, Phase, PhaseStats};
 use crate::record::RecordingSummary;
-use crate::resources::ResourceSummary;
+use crate::resources::{ResourceSummary, ThreadCpu};
 use crate::source::SourceInfo;
 use crate::targets::{self, TargetResult, Verdict};
 use crate::toggles::Toggles;
@@ -46,6 +46,11 @@ pub struct CpuStats {
     pub per_stream_second: f64,
     /// `per_stream_second` as a percentage of one core (the targets' unit).
     pub percent_of_one_core: f64,
+    /// `cpu_seconds` by process and thread name, most first (an additive field of schema 1).
+    pub threads: Vec<ThreadCpu>,
+    /// `cpu_seconds` that no thread row holds: threads that ended between two readings (the
+    /// stop, short-lived children such as ffprobe) and tick rounding.
+    pub unattributed_cpu_seconds: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -113,10 +118,13 @@ impl RunReport {
         let wall = outcome.wall.as_secs_f64();
         let phases = outcome.profile.report();
         let rss_peak_mb = inputs.resources.peak_rss_bytes as f64 / (1024.0 * 1024.0);
+        let attributed: f64 = inputs.resources.threads.iter().map(|t| t.cpu_seconds).sum();
         let cpu = CpuStats {
             cpu_seconds: inputs.resources.cpu_seconds,
             per_stream_second,
             percent_of_one_core: per_stream_second * 100.0,
+            threads: inputs.resources.threads.clone(),
+            unattributed_cpu_seconds: (inputs.resources.cpu_seconds - attributed).max(0.0),
         };
         let metrics = metric_values(&phases, cpu.percent_of_one_core, dropped_pct, rss_peak_mb);
         let targets = targets::evaluate(&targets::documented(), inputs.scenario, &metrics);
@@ -217,8 +225,35 @@ impl RunReport {
             self.cpu.percent_of_one_core,
             self.stream_seconds,
             self.rss_peak_mb,
-        ) + &self.network_lines()
+        ) + &self.thread_line()
+            + &self.network_lines()
             + &self.recording_lines()
+    }
+
+    /// Where the CPU went, by thread: `eyetrack/acquire 1.92 s, ffmpeg/(main) 0.40 s, ...`.
+    fn thread_line(&self) -> String {
+        if self.cpu.threads.is_empty() {
+            return String::new();
+        }
+        let mut parts: Vec<String> = self
+            .cpu
+            .threads
+            .iter()
+            .filter(|t| t.cpu_seconds > 0.0)
+            .map(|t| {
+                let n = if t.threads > 1 {
+                    format!(" x{}", t.threads)
+                } else {
+                    String::new()
+                };
+                format!("{}/{}{n} {:.2} s", t.process, t.thread, t.cpu_seconds)
+            })
+            .collect();
+        parts.push(format!(
+            "unattributed {:.2} s",
+            self.cpu.unattributed_cpu_seconds
+        ));
+        format!("cpu by thread: {}\n", parts.join(", "))
     }
 
     /// Loss, decode and reconnect counts of a Neon or fixture source (nothing for synthetic).

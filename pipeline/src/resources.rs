@@ -1,6 +1,7 @@
 //! Process-tree resource accounting: CPU time (user + sys) of this process and every
-//! descendant, and peak resident memory, read from /proc.
+//! descendant, per thread as well as in total, and peak resident memory, read from /proc.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,29 @@ pub fn children_of(pid: i32, out: &mut Vec<i32>) {
     }
 }
 
+/// Thread ids of this process now.
+pub fn thread_ids() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Names the threads of this process that are not in `before` (e.g. the worker threads a C
+/// library just started, which would otherwise carry their creator's name), so the per-thread
+/// CPU table can tell them apart. Best effort: a thread another stage started in the same
+/// moment gets the name too, and a name is cut to the kernel's 15 bytes.
+pub fn name_new_threads(before: &[i32], name: &str) {
+    for tid in thread_ids() {
+        if !before.contains(&tid) {
+            let _ = std::fs::write(format!("/proc/self/task/{tid}/comm"), name);
+        }
+    }
+}
+
 /// Reads CPU and memory of this process and all its descendants.
 pub fn sample_tree() -> Result<TreeUsage, ResourceError> {
     sample_tree_of(std::process::id() as i32)
@@ -94,8 +118,23 @@ pub fn sample_tree_of(me: i32) -> Result<TreeUsage, ResourceError> {
     Ok(usage)
 }
 
+/// CPU time of the threads of one name in one process of the tree, while monitored: where the
+/// CPU-seconds of a run went (decoder threads, x264's threads inside ffmpeg, the pipe, ...).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThreadCpu {
+    /// The process's name (`comm`): `eyetrack`, `ffmpeg`, ...
+    pub process: String,
+    /// The thread's name (`comm`). Threads a library starts inherit their creator's name
+    /// unless renamed (see `decode::libav`), and a process's first thread is `(main)`, so a
+    /// pool of worker threads is one row.
+    pub thread: String,
+    /// Threads of this name seen.
+    pub threads: usize,
+    pub cpu_seconds: f64,
+}
+
 /// What a [`ResourceMonitor`] saw between start and stop.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ResourceSummary {
     /// CPU-seconds the process tree used while monitored.
     pub cpu_seconds: f64,
@@ -104,7 +143,97 @@ pub struct ResourceSummary {
     pub samples: u64,
     /// Most processes seen at once (1 = no children).
     pub max_processes: usize,
+    /// Per process and thread name, most CPU first. Threads are read every half second
+    /// (and at [`ResourceMonitor::mark_threads`]), so what a thread used after its last reading
+    /// before it ended is in `cpu_seconds` but in no row here.
+    pub threads: Vec<ThreadCpu>,
 }
+
+/// One thread of the tree as last read.
+#[derive(Debug)]
+struct TaskCpu {
+    process: String,
+    thread: String,
+    /// Ticks when first seen if it already ran when monitoring started, else 0.
+    base: u64,
+    last: u64,
+}
+
+/// Per-thread CPU of the tree, keyed by (pid, tid): tids are not reused while we look, and a
+/// pid's threads come and go (libav and x264 start theirs on demand).
+#[derive(Debug, Default)]
+struct ThreadTable {
+    tasks: HashMap<(i32, i32), TaskCpu>,
+    started: bool,
+}
+
+impl ThreadTable {
+    /// Reads every thread of `root` and its descendants.
+    fn sample(&mut self, root: i32) {
+        let mut stack = vec![root];
+        while let Some(pid) = stack.pop() {
+            children_of(pid, &mut stack);
+            let Ok(p) = procfs::process::Process::new(pid) else {
+                continue;
+            };
+            let Ok(process) = p.stat().map(|s| s.comm) else {
+                continue;
+            };
+            let Ok(tasks) = p.tasks() else { continue };
+            for task in tasks.flatten() {
+                let Ok(st) = task.stat() else { continue };
+                let ticks = st.utime + st.stime;
+                let thread = if task.tid == pid {
+                    "(main)".to_owned()
+                } else {
+                    st.comm
+                };
+                let started = self.started;
+                let e = self
+                    .tasks
+                    .entry((pid, task.tid))
+                    .or_insert_with(|| TaskCpu {
+                        process: process.clone(),
+                        thread: thread.clone(),
+                        base: if started { 0 } else { ticks },
+                        last: ticks,
+                    });
+                // A thread may rename itself after it started (ours do at once).
+                e.thread = thread;
+                e.last = e.last.max(ticks);
+            }
+        }
+        self.started = true;
+    }
+
+    fn summary(&self) -> Vec<ThreadCpu> {
+        let tps = procfs::ticks_per_second() as f64;
+        let mut groups: HashMap<(&str, &str), (usize, u64)> = HashMap::new();
+        for t in self.tasks.values() {
+            let g = groups.entry((&t.process, &t.thread)).or_default();
+            g.0 += 1;
+            g.1 += t.last.saturating_sub(t.base);
+        }
+        let mut rows: Vec<ThreadCpu> = groups
+            .into_iter()
+            .map(|((process, thread), (threads, ticks))| ThreadCpu {
+                process: process.to_owned(),
+                thread: thread.to_owned(),
+                threads,
+                cpu_seconds: ticks as f64 / tps,
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.cpu_seconds
+                .total_cmp(&a.cpu_seconds)
+                .then_with(|| (&a.process, &a.thread).cmp(&(&b.process, &b.thread)))
+        });
+        rows
+    }
+}
+
+/// How often the monitor reads every thread (the tree totals are read every interval).
+const THREAD_SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -113,6 +242,7 @@ struct Shared {
     peak_rss: u64,
     samples: u64,
     max_processes: usize,
+    threads: ThreadTable,
 }
 
 /// Samples the tree on a background thread so peak memory of short-lived children is seen.
@@ -128,12 +258,16 @@ impl ResourceMonitor {
     /// reports zeros: resource accounting must never stop the pipeline.
     pub fn start(interval: Duration) -> Self {
         let first = sample_tree().unwrap_or_default();
+        let me = std::process::id() as i32;
+        let mut threads = ThreadTable::default();
+        threads.sample(me);
         let shared = Arc::new(Mutex::new(Shared {
             start_cpu: first.cpu_seconds,
             latest: first,
             peak_rss: first.rss_bytes,
             samples: 1,
             max_processes: first.processes,
+            threads,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -142,11 +276,16 @@ impl ResourceMonitor {
             std::thread::Builder::new()
                 .name("resources".into())
                 .spawn(move || {
+                    let mut threads_read = std::time::Instant::now();
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::park_timeout(interval);
                         if let Ok(u) = sample_tree() {
                             if let Ok(mut s) = shared.lock() {
                                 Self::absorb(&mut s, u);
+                                if threads_read.elapsed() >= THREAD_SAMPLE_EVERY {
+                                    threads_read = std::time::Instant::now();
+                                    s.threads.sample(me);
+                                }
                             }
                         }
                     }
@@ -175,6 +314,14 @@ impl ResourceMonitor {
             .unwrap_or((0.0, 0))
     }
 
+    /// Reads every thread now: call it while the stages still run (before stopping them), so
+    /// their last second is attributed before they end.
+    pub fn mark_threads(&self) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.threads.sample(std::process::id() as i32);
+        }
+    }
+
     /// Takes a final sample and stops the thread.
     pub fn stop(mut self) -> ResourceSummary {
         self.stop.store(true, Ordering::Relaxed);
@@ -189,11 +336,13 @@ impl ResourceMonitor {
         if let Some(u) = last {
             Self::absorb(&mut s, u);
         }
+        s.threads.sample(std::process::id() as i32);
         ResourceSummary {
             cpu_seconds: (s.latest.cpu_seconds - s.start_cpu).max(0.0),
             peak_rss_bytes: s.peak_rss.max(s.latest.self_peak_rss_bytes),
             samples: s.samples,
             max_processes: s.max_processes,
+            threads: s.threads.summary(),
         }
     }
 }
@@ -215,6 +364,40 @@ mod tests {
         assert!(s.cpu_seconds > 0.05, "{s:?}");
         assert!(s.peak_rss_bytes > 1 << 20, "{s:?}");
         assert!(s.samples >= 2);
+    }
+
+    #[test]
+    fn attributes_cpu_to_named_threads() {
+        let m = ResourceMonitor::start(Duration::from_millis(20));
+        let busy = std::thread::Builder::new()
+            .name("busy-test".into())
+            .spawn(|| {
+                let t0 = std::time::Instant::now();
+                let mut x = 0u64;
+                while t0.elapsed() < Duration::from_millis(400) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+                std::hint::black_box(x);
+            })
+            .unwrap();
+        // Read while it runs: its final ticks after the last reading would be unattributed.
+        std::thread::sleep(Duration::from_millis(300));
+        m.mark_threads();
+        busy.join().unwrap();
+        let s = m.stop();
+        let row = s
+            .threads
+            .iter()
+            .find(|t| t.thread == "busy-test")
+            .unwrap_or_else(|| panic!("no busy-test row in {:?}", s.threads));
+        assert_eq!(row.threads, 1);
+        assert!(row.cpu_seconds > 0.0, "{row:?}");
+        let attributed: f64 = s.threads.iter().map(|t| t.cpu_seconds).sum();
+        assert!(
+            attributed <= s.cpu_seconds + 0.02,
+            "{attributed} > {}",
+            s.cpu_seconds
+        );
     }
 
     #[test]

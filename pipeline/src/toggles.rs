@@ -40,6 +40,122 @@ pub enum CopyMode {
     Always,
 }
 
+/// libavcodec's decoding threads (`--decode-threads`): `1`, or `frame:N` / `slice:N` workers.
+/// Frame threads decode N pictures at once (one picture of latency per extra thread); slice
+/// threads split one picture and only help streams with several slices per picture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DecodeThreads {
+    #[default]
+    One,
+    Frame(u32),
+    Slice(u32),
+}
+
+impl DecodeThreads {
+    /// Threads and whether they are frame (not slice) threads.
+    pub fn count(self) -> usize {
+        match self {
+            DecodeThreads::One => 1,
+            DecodeThreads::Frame(n) | DecodeThreads::Slice(n) => n.max(1) as usize,
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeThreads::One => f.write_str("1"),
+            DecodeThreads::Frame(n) => write!(f, "frame:{n}"),
+            DecodeThreads::Slice(n) => write!(f, "slice:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for DecodeThreads {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("'{s}' is not 1, frame:N or slice:N (N in 2..=16)");
+        if s == "1" {
+            return Ok(DecodeThreads::One);
+        }
+        let (kind, n) = s.split_once(':').ok_or_else(bad)?;
+        let n: u32 = n.parse().map_err(|_| bad())?;
+        if !(2..=16).contains(&n) {
+            return Err(bad());
+        }
+        match kind {
+            "frame" => Ok(DecodeThreads::Frame(n)),
+            "slice" => Ok(DecodeThreads::Slice(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Serialize for DecodeThreads {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// x264's worker threads while recording (`--encoder-threads`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderThreads {
+    /// Ours: one thread up to 10 recorded fps or on two cores or fewer, else two. Measured on
+    /// the 2-core CI box: x264's own choice (1.5 x cores frame threads) costs more CPU-seconds
+    /// for the same frames than one thread, which keeps up with 30 fps of 1600x1200 ultrafast
+    /// there (about 10 ms a frame); a slower core (Pi 5) gets a second thread at high rates.
+    Auto,
+    /// The encoder's own default (x264: 1.5 threads per core), what the plan's ffmpeg
+    /// subprocess runs with.
+    Default,
+    Fixed(u32),
+}
+
+impl EncoderThreads {
+    /// The thread count to ask for at `fps` on a machine with `cores` cores (`None` = leave
+    /// the encoder's default).
+    pub fn resolve(self, fps: u32, cores: usize) -> Option<u32> {
+        match self {
+            EncoderThreads::Auto if fps <= 10 || cores <= 2 => Some(1),
+            EncoderThreads::Auto => Some(2),
+            EncoderThreads::Default => None,
+            EncoderThreads::Fixed(n) => Some(n),
+        }
+    }
+}
+
+impl std::fmt::Display for EncoderThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EncoderThreads::Auto => f.write_str("auto"),
+            EncoderThreads::Default => f.write_str("default"),
+            EncoderThreads::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for EncoderThreads {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(EncoderThreads::Auto),
+            "default" => Ok(EncoderThreads::Default),
+            n => match n.parse::<u32>() {
+                Ok(n @ 1..=16) => Ok(EncoderThreads::Fixed(n)),
+                _ => Err(format!(
+                    "'{s}' is not auto, default or a thread count in 1..=16"
+                )),
+            },
+        }
+    }
+}
+
+impl Serialize for EncoderThreads {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Every toggle of the pipeline stages this crate has so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Toggles {
@@ -56,6 +172,16 @@ pub struct Toggles {
     pub fsync_every: u32,
     pub encoder: EncoderKind,
     pub frame_selection: FrameSelection,
+    /// x264's threads while recording.
+    pub encoder_threads: EncoderThreads,
+    /// libavcodec's decoding threads.
+    pub decode_threads: DecodeThreads,
+    /// While nothing records: decode without the loop filter (`skip_loop_filter`, `flags2
+    /// fast`), for a preview that is scaled down anyway.
+    pub fast_decode: OnOff,
+    /// Plan 1.6 extended to decode: while the preview is hidden and nothing records, decode
+    /// only IDR pictures, at most at the thumbnail rate, and depacketize the rest unread.
+    pub reduced_decode: OnOff,
 }
 
 impl Default for Toggles {
@@ -73,6 +199,10 @@ impl Default for Toggles {
             fsync_every: 600,
             encoder: EncoderKind::Ffmpeg,
             frame_selection: FrameSelection::Timer,
+            encoder_threads: EncoderThreads::Auto,
+            decode_threads: DecodeThreads::One,
+            fast_decode: OnOff::On,
+            reduced_decode: OnOff::On,
         }
     }
 }
@@ -95,6 +225,13 @@ impl Toggles {
             // choices to measure, not optimizations the baseline lacks.
             encoder: EncoderKind::Ffmpeg,
             frame_selection: FrameSelection::Timer,
+            // What the plan's code gets without asking: x264's own threads, one decoding
+            // thread (libavcodec's default when opened through the API, as PyAV does), every
+            // picture fully decoded.
+            encoder_threads: EncoderThreads::Default,
+            decode_threads: DecodeThreads::One,
+            fast_decode: OnOff::Off,
+            reduced_decode: OnOff::Off,
         }
     }
 }
@@ -132,7 +269,33 @@ mod tests {
         assert_ne!(o.reduced_processing, b.reduced_processing);
         assert_ne!(o.flush_every, b.flush_every);
         assert_ne!(o.fsync_every, b.fsync_every);
+        assert_ne!(o.encoder_threads, b.encoder_threads);
+        assert_ne!(o.fast_decode, b.fast_decode);
+        assert_ne!(o.reduced_decode, b.reduced_decode);
         assert_eq!(o.encoder, b.encoder);
         assert_eq!(o.frame_selection, b.frame_selection);
+        assert_eq!(o.decode_threads, b.decode_threads);
+    }
+
+    #[test]
+    fn thread_flags_parse_and_print_back() {
+        for s in ["1", "frame:2", "slice:4"] {
+            assert_eq!(s.parse::<DecodeThreads>().unwrap().to_string(), s);
+        }
+        for s in ["0", "frame", "frame:1", "slice:99", "row:2", ""] {
+            assert!(s.parse::<DecodeThreads>().is_err(), "{s}");
+        }
+        for s in ["auto", "default", "3"] {
+            assert_eq!(s.parse::<EncoderThreads>().unwrap().to_string(), s);
+        }
+        assert!("0".parse::<EncoderThreads>().is_err());
+        assert_eq!(EncoderThreads::Auto.resolve(5, 4), Some(1));
+        assert_eq!(EncoderThreads::Auto.resolve(30, 2), Some(1));
+        assert_eq!(EncoderThreads::Auto.resolve(30, 4), Some(2));
+        assert_eq!(EncoderThreads::Default.resolve(30, 4), None);
+        assert_eq!(
+            serde_json::to_value(Toggles::default()).unwrap()["decode_threads"],
+            "1"
+        );
     }
 }

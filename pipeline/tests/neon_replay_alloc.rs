@@ -32,6 +32,7 @@ fn replay_allocates_nothing_per_frame_once_warm() {
             duration: None,
             decoder,
             loss: LossPolicy::Conceal,
+            decode: Default::default(),
             streams: Default::default(),
         })
         .unwrap();

@@ -658,6 +658,7 @@ fn measure_cpu_remux_vs_reencode() {
                 fps,
                 input: PixelFormat::I420,
                 crf: 23,
+                threads: None,
             };
             let mut enc = encoder::open(EncoderKind::Libav, &spec, &dir.join("libav.mkv")).unwrap();
             decode_all(&aus, every, |f| enc.encode(&f.view()).unwrap());

@@ -67,6 +67,7 @@ fn replay(path: &std::path::Path, streams: StreamSet, control: &Arc<Control>) ->
         duration: None,
         decoder: DecoderKind::Libav,
         loss: LossPolicy::Conceal,
+        decode: Default::default(),
         streams,
     })
     .unwrap();
@@ -105,6 +106,7 @@ fn steady_state_allocates_nothing(path: &std::path::Path, streams: StreamSet) {
         duration: None,
         decoder: DecoderKind::Libav,
         loss: LossPolicy::Conceal,
+        decode: Default::default(),
         streams,
     })
     .unwrap();
@@ -221,6 +223,7 @@ fn eyes_and_audio_replay_through_the_assembler() {
         duration: None,
         decoder: DecoderKind::Libav,
         loss: LossPolicy::Conceal,
+        decode: Default::default(),
         streams: all,
     })
     .err()

@@ -29,12 +29,15 @@ use pipeline::report::{ReportInputs, RunReport};
 use pipeline::resources::ResourceMonitor;
 use pipeline::source::neon::live::DEFAULT_HTTP_PORT;
 use pipeline::source::neon::{
-    discover, FixtureConfig, FixtureSource, LossPolicy, NeonConfig, NeonSource, RtspTransport,
+    discover, DecodePolicy, FixtureConfig, FixtureSource, LossPolicy, NeonConfig, NeonSource,
+    RtspTransport,
 };
 use pipeline::source::synthetic::{SyntheticConfig, SyntheticFormat, SyntheticSource};
 use pipeline::source::Source;
 use pipeline::streams::StreamSet;
-use pipeline::toggles::{ColorPath, CopyMode, OnOff, Preset, Toggles};
+use pipeline::toggles::{
+    ColorPath, CopyMode, DecodeThreads, EncoderThreads, OnOff, Preset, Toggles,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -246,6 +249,18 @@ struct RunArgs {
     /// Process only every 10th frame while the preview is hidden and nothing records (plan 1.6).
     #[arg(long, value_enum)]
     reduced_processing: Option<OnOff>,
+    /// Neon and fixture sources, libav: decoding threads, 1, frame:N or slice:N. Preset
+    /// default: 1.
+    #[arg(long, value_name = "1|frame:N|slice:N", value_parser = clap::value_parser!(DecodeThreads))]
+    decode_threads: Option<DecodeThreads>,
+    /// Neon and fixture sources, libav: while nothing records, decode without the loop filter
+    /// (the preview is scaled down; pictures drift until the next IDR). Preset default: on.
+    #[arg(long, value_enum)]
+    fast_decode: Option<OnOff>,
+    /// Neon and fixture sources: while the preview is hidden and nothing records, decode only
+    /// IDR pictures (at most one per 10 frames). Preset default: on.
+    #[arg(long, value_enum)]
+    reduced_decode: Option<OnOff>,
 
     /// Box the preview is scaled to fit (aspect ratio kept). Default 640x360; 640x480 with
     /// --layout logger.
@@ -353,6 +368,10 @@ struct RunArgs {
     /// Backend of the overlay video when --encoder passthrough --record-overlay on.
     #[arg(long, value_enum, default_value_t = EncoderKind::Auto, requires = "recording")]
     overlay_encoder: EncoderKind,
+    /// x264 worker threads while recording: auto (1 up to 10 fps or on 2 cores, else 2),
+    /// default (x264's own: 1.5 per core), or a count. Preset default: auto.
+    #[arg(long, value_name = "auto|default|N", value_parser = clap::value_parser!(EncoderThreads))]
+    encoder_threads: Option<EncoderThreads>,
     /// x264 constant rate factor of the recorded video.
     #[arg(long, default_value_t = 23, requires = "recording",
           value_parser = clap::value_parser!(u32).range(0..=51))]
@@ -447,7 +466,29 @@ impl RunArgs {
         if let Some(v) = self.frame_selection {
             t.frame_selection = v;
         }
+        if let Some(v) = self.encoder_threads {
+            t.encoder_threads = v;
+        }
+        if let Some(v) = self.decode_threads {
+            t.decode_threads = v;
+        }
+        if let Some(v) = self.fast_decode {
+            t.fast_decode = v;
+        }
+        if let Some(v) = self.reduced_decode {
+            t.reduced_decode = v;
+        }
         t
+    }
+
+    /// The decode toggles for a Neon or fixture source.
+    fn decode_policy(&self) -> DecodePolicy {
+        let t = self.toggles();
+        DecodePolicy {
+            threads: t.decode_threads,
+            fast_preview: t.fast_decode.is_on(),
+            reduced: t.reduced_decode.is_on(),
+        }
     }
 
     /// Recording set-up, checked before anything streams.
@@ -499,6 +540,9 @@ impl RunArgs {
             );
         }
         rc.crf = self.record_crf;
+        rc.encoder_threads = toggles
+            .encoder_threads
+            .resolve(rc.fps, caps.usable_cores.max(1));
         let set = self.stream_set();
         rc.streams = StreamsConfig {
             eyes: set.eyes,
@@ -846,6 +890,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 duration: args.duration,
                 decoder: args.decoder,
                 loss: args.loss_policy,
+                decode: args.decode_policy(),
                 streams,
             })
             .with_context(|| format!("fixture {}", path.display()))?,
@@ -997,6 +1042,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             status_line(&running, &monitor, t0.elapsed(), source_info.fps);
         }
     }
+    // The stages and the encoder are still alive: their last second is read before they end.
+    monitor.mark_threads();
     if live {
         eprint!("\r\x1b[2K");
     }
@@ -1086,6 +1133,7 @@ fn neon_source(args: &RunArgs, host: String, port: u16) -> anyhow::Result<NeonSo
     cfg.transport = args.rtsp_transport;
     cfg.decoder = args.decoder;
     cfg.loss = args.loss_policy;
+    cfg.decode = args.decode_policy();
     cfg.duration = args.duration;
     cfg.streams = args.stream_set();
     Ok(NeonSource::connect(cfg)?)

@@ -39,6 +39,7 @@ pub struct LibavDecoder<T> {
     frame: ff::frame::Video,
     tracker: Tracker<T>,
     low_delay: bool,
+    fast: bool,
 }
 
 impl<T: Copy + Send> LibavDecoder<T> {
@@ -50,22 +51,32 @@ impl<T: Copy + Send> LibavDecoder<T> {
             .ok_or_else(|| open_err("this libavcodec has no H.264 decoder".into()))?;
         let mut ctx = ff::codec::Context::new_with_codec(codec);
         let threads = options.threads.max(1);
-        // Frame threads, not slice threads: one slice per picture is common for camera
-        // encoders, and slice threading does nothing for those.
+        // Frame threads by default, not slice threads: one slice per picture is common for
+        // camera encoders, and slice threading does nothing for those.
         ctx.set_threading(ff::threading::Config {
-            kind: if threads > 1 {
-                ff::threading::Type::Frame
-            } else {
-                ff::threading::Type::None
+            kind: match (threads > 1, options.slice_threads) {
+                (false, _) => ff::threading::Type::None,
+                (true, false) => ff::threading::Type::Frame,
+                (true, true) => ff::threading::Type::Slice,
             },
             count: threads,
             ..Default::default()
         });
+        let before = if threads > 1 {
+            crate::resources::thread_ids()
+        } else {
+            Vec::new()
+        };
         let decoder = ctx
             .decoder()
             .open_as(codec)
             .and_then(|d| d.video())
             .map_err(|e| open_err(e.to_string()))?;
+        if threads > 1 {
+            // libavcodec starts its worker threads in avcodec_open2; named, their CPU shows
+            // apart from the thread that feeds them in the report's per-thread table.
+            crate::resources::name_new_threads(&before, "libav-decode");
+        }
         Ok(LibavDecoder {
             decoder,
             packet: ff::Packet::empty(),
@@ -73,6 +84,7 @@ impl<T: Copy + Send> LibavDecoder<T> {
             frame: ff::frame::Video::empty(),
             tracker: Tracker::new(KIND),
             low_delay: options.low_delay,
+            fast: false,
         })
     }
 
@@ -272,6 +284,30 @@ impl<T: Copy + Send> Decoder<T> for LibavDecoder<T> {
 
     fn set_conceal(&mut self, on: bool) {
         self.tracker.set_conceal(on);
+    }
+
+    fn set_fast(&mut self, on: bool) -> bool {
+        if on != self.fast {
+            self.fast = on;
+            // SAFETY: the context is open and ours; the h264 decoder reads skip_loop_filter and
+            // flags2 per slice, and frame threads copy them from this context per packet
+            // (update_context_from_user), so changing them between packets is allowed.
+            unsafe {
+                let ctx = self.decoder.as_mut_ptr();
+                (*ctx).skip_loop_filter = if on {
+                    ffi::AVDiscard::AVDISCARD_ALL
+                } else {
+                    ffi::AVDiscard::AVDISCARD_DEFAULT
+                };
+                let fast = ffi::AV_CODEC_FLAG2_FAST;
+                (*ctx).flags2 = if on {
+                    (*ctx).flags2 | fast
+                } else {
+                    (*ctx).flags2 & !fast
+                };
+            }
+        }
+        true
     }
 
     fn stats(&self) -> DecodeStats {

@@ -86,6 +86,9 @@ pub struct DecoderOptions {
     /// unless the SPS asks for reordering, so this changes nothing there. A B-slice in the
     /// stream turns the shortcut off again.
     pub low_delay: bool,
+    /// With `threads` > 1: slice threads (split one picture; only streams with several slices
+    /// per picture gain) instead of frame threads (several pictures at once).
+    pub slice_threads: bool,
 }
 
 impl Default for DecoderOptions {
@@ -93,6 +96,7 @@ impl Default for DecoderOptions {
         DecoderOptions {
             threads: 1,
             low_delay: false,
+            slice_threads: false,
         }
     }
 }
@@ -170,6 +174,14 @@ pub trait Decoder<T>: Send {
     /// and waiting for an IDR. Errors the backend cannot decode past still do. openh264 reports
     /// lost references as errors of its own, so with it this changes little.
     fn set_conceal(&mut self, on: bool);
+
+    /// Decode cheaper at a cost in picture quality (`--fast-decode`): libavcodec skips the
+    /// deblocking loop filter and takes its non-conforming speed-ups (`flags2 fast`). Pictures
+    /// then drift from the encoder's until the next IDR, so this is for a preview only.
+    /// Returns false where the backend has no such mode (openh264), which then decodes fully.
+    fn set_fast(&mut self, _on: bool) -> bool {
+        false
+    }
 
     fn stats(&self) -> DecodeStats;
 }

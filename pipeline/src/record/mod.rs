@@ -78,6 +78,8 @@ pub struct RecordConfig {
     /// at 30 fps: room for an fsync on a slow card).
     pub passthrough_queue: usize,
     pub crf: u32,
+    /// x264 worker threads (`None` = the encoder's default).
+    pub encoder_threads: Option<u32>,
     /// CSV rows per write(2) (plan 1.2; 1 = the plan's current behaviour).
     pub flush_every: u32,
     /// Output frames between fsyncs of the video and the CSVs (plan 1.4; 0 = only at stop).
@@ -112,6 +114,7 @@ impl RecordConfig {
             overlay_video: true,
             passthrough_queue: 90,
             crf: 23,
+            encoder_threads: Some(1),
             flush_every: 30,
             fsync_every: 600,
             bgr_input: false,
@@ -531,6 +534,7 @@ impl Recorder {
                 PixelFormat::I420
             },
             crf: self.cfg.crf,
+            threads: self.cfg.encoder_threads,
         };
         let csv = CsvFiles::create_in(
             &files,

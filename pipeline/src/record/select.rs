@@ -33,6 +33,12 @@ pub struct Decision {
 pub struct Selector {
     mode: FrameSelection,
     period_ns: i64,
+    /// How early a frame may come and still take a slot: half a camera frame interval (at
+    /// most half an output period). Device times are RTP ticks (90 kHz) mapped to ns, so a
+    /// 30 fps camera's frames land a nanosecond before or after the ns grid of a 30 fps
+    /// recording at random; without the slack every third slot repeated the previous frame
+    /// while the frame meant for it was skipped (seen on every imported fixture).
+    early_ns: i64,
     ratio: u64,
     /// Device time of output slot 0.
     start: Option<UnixNanos>,
@@ -57,9 +63,16 @@ impl Selector {
         } else {
             1
         };
+        let period_ns = 1_000_000_000 / fps as i64;
+        let camera_period_ns = if camera_fps.is_finite() && camera_fps > 0.0 {
+            (1e9 / camera_fps) as i64
+        } else {
+            period_ns
+        };
         Selector {
             mode,
-            period_ns: 1_000_000_000 / fps as i64,
+            period_ns,
+            early_ns: camera_period_ns.min(period_ns) / 2,
             ratio,
             start: None,
             next_slot: 0,
@@ -102,8 +115,8 @@ impl Selector {
                     self.next_slot = 0;
                     return self.offer_again(device_time);
                 }
-                // Slots whose time has come: every slot k with k * period <= elapsed.
-                let due = (elapsed / self.period_ns) as u64 + 1;
+                // Slots whose time has come: every slot k with k * period <= elapsed + slack.
+                let due = (elapsed.saturating_add(self.early_ns) / self.period_ns) as u64 + 1;
                 if due <= self.next_slot {
                     return skip;
                 }
@@ -150,6 +163,25 @@ mod tests {
         let mut s = Selector::new(FrameSelection::Timer, 5, 30.0);
         // 12 s of camera frames -> 60 output slots.
         assert_eq!(run(&mut s, 30.0, 360), (60, 0));
+    }
+
+    #[test]
+    fn timer_mode_at_the_camera_rate_keeps_every_frame_despite_rounding() {
+        // RTP ticks (3000 per frame at 90 kHz) to ns and back: some frames land 1 ns before
+        // the recording's grid of 33_333_333 ns slots, others after.
+        for fps in [30u32, 10, 5] {
+            let mut s = Selector::new(FrameSelection::Timer, fps, 30.0);
+            let (mut out, mut rep) = (0u64, 0u64);
+            for i in 0..600i64 {
+                let t = UnixNanos(
+                    1_767_225_600_000_000_000 + i * 3000 * 1_000_000_000 / 90_000 - (i % 3),
+                );
+                let d = s.offer(t, i as u64);
+                out += u64::from(d.emit + d.repeat_previous);
+                rep += u64::from(d.repeat_previous);
+            }
+            assert_eq!((out, rep), (600 * u64::from(fps) / 30, 0), "at {fps} fps");
+        }
     }
 
     #[test]

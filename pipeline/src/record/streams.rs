@@ -521,6 +521,8 @@ impl EyesWriter {
                 fps: self.fps,
                 input: PixelFormat::I420,
                 crf: video.crf,
+                // A 384x192 picture is far too small for a second x264 thread to pay.
+                threads: Some(1),
             };
             let enc = encoder::open(video.encoder, &spec, &self.video_path)
                 .map_err(|e| format!("eye video: {e}"))?;

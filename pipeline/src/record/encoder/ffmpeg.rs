@@ -52,6 +52,9 @@ impl FfmpegEncoder {
                 .args(["-preset", "p1", "-tune", "ll"]);
         } else {
             cmd.codec_video("libx264").preset("ultrafast").crf(spec.crf);
+            if let Some(n) = spec.threads {
+                cmd.args(["-threads", &n.to_string()]);
+            }
         }
         let container = Container::for_path(path);
         cmd.pix_fmt("yuv420p").format(container.muxer());

@@ -81,7 +81,14 @@ impl LibavEncoder {
         let mut opts = ff::Dictionary::new();
         opts.set("preset", "ultrafast");
         opts.set("crf", &spec.crf.to_string());
+        if let Some(n) = spec.threads {
+            opts.set("threads", &n.to_string());
+        }
+        let before = crate::resources::thread_ids();
         let encoder = enc.open_as_with(codec, opts).map_err(lav)?;
+        // x264 starts its threads in avcodec_open2 (none with one thread, which encodes on the
+        // caller's): named, they show apart in the per-thread CPU table.
+        crate::resources::name_new_threads(&before, "x264");
         {
             let mut stream = octx.add_stream(codec).map_err(lav)?;
             stream.set_parameters(&encoder);

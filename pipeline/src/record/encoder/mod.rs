@@ -68,6 +68,8 @@ pub struct EncoderSpec {
     pub input: PixelFormat,
     /// x264 constant rate factor.
     pub crf: u32,
+    /// x264 worker threads; `None` leaves x264's own choice (1.5 per core, frame threads).
+    pub threads: Option<u32>,
 }
 
 /// Container extension for every backend. Matroska rather than fragmented MP4: each cluster is

@@ -36,6 +36,7 @@ use crate::profile::{Counters, Phase, StageProfile};
 use crate::source::{AccessUnitSink, SourceItem};
 use crate::streams::{Stream, StreamSet};
 use crate::time::{MonoNanos, UnixNanos};
+use crate::toggles::DecodeThreads;
 
 /// The Neon's nominal scene-camera rate (protocol doc 4.1), used when neither the SPS (VUI
 /// timing) nor the SDP (`a=framerate`) states one.
@@ -282,6 +283,10 @@ pub struct AssemblerStats {
     pub extra: ExtraStats,
     /// Packets of streams switched off at run time, dropped unread.
     pub switched_off_packets: u64,
+    /// World access units decoded without the loop filter (`--fast-decode`).
+    pub fast_decoded: u64,
+    /// World access units depacketized but not decoded (`--reduced-decode`).
+    pub reduced_not_decoded: u64,
 }
 
 /// Packet-level state of one sensor's current session.
@@ -444,6 +449,25 @@ impl HostClock {
     }
 }
 
+/// How the world stream is decoded beyond the decoder kind (the decode toggles).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodePolicy {
+    pub threads: DecodeThreads,
+    /// Decode without the loop filter while nothing records ([`Decoder::set_fast`]).
+    pub fast_preview: bool,
+    /// While the preview is hidden and nothing records, decode only IDRs, at most one per
+    /// [`crate::coordinator::REDUCED_EVERY`] frames (plan 1.6 for the decoder).
+    pub reduced: bool,
+}
+
+/// What the world decoder does with the next access unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DecodeMode {
+    Full,
+    Fast,
+    IdrOnly,
+}
+
 struct World {
     rtp: RtpIn,
     depack: Depacketizer,
@@ -457,6 +481,10 @@ struct World {
     first_time: Option<UnixNanos>,
     last_index: Option<u64>,
     last_received: Option<MonoNanos>,
+    /// An access unit was left undecoded: the decoder's references are gone until an IDR.
+    needs_idr: bool,
+    /// RTP time of the last IDR decoded as a thumbnail in [`DecodeMode::IdrOnly`].
+    last_thumbnail: Option<u32>,
 }
 
 /// Raw packets of all sensors in, pipeline items out. See the module doc.
@@ -484,6 +512,10 @@ pub struct Assembler {
     decoder_kind: DecoderKind,
     frames_in_flight: usize,
     switched_off: u64,
+    policy: DecodePolicy,
+    conceal: bool,
+    fast_decoded: u64,
+    not_decoded: u64,
 }
 
 impl Assembler {
@@ -523,6 +555,7 @@ impl Assembler {
             threads: 1,
             // The Neon sends no B-frames (protocol doc 10, simulator item 9).
             low_delay: true,
+            slice_threads: false,
         };
         let mut depack = Depacketizer::new();
         depack.set_resync_at_idr(loss == LossPolicy::WaitIdr);
@@ -542,6 +575,8 @@ impl Assembler {
                 first_time: None,
                 last_index: None,
                 last_received: None,
+                needs_idr: false,
+                last_thumbnail: None,
             },
             gaze_rtp: RtpIn::default(),
             gaze: StampQueue::new(ClockRate::VIDEO, GAZE_PRE_SR_SAMPLES),
@@ -565,7 +600,47 @@ impl Assembler {
             decoder_kind,
             frames_in_flight,
             switched_off: 0,
+            policy: DecodePolicy::default(),
+            conceal: loss == LossPolicy::Conceal,
+            fast_decoded: 0,
+            not_decoded: 0,
         })
+    }
+
+    /// Sets the decode toggles; before the first packet (other thread counts reopen the
+    /// decoder).
+    pub fn set_decode_policy(&mut self, policy: DecodePolicy) -> Result<(), AssembleError> {
+        if policy.threads != self.policy.threads {
+            let options = DecoderOptions {
+                threads: policy.threads.count(),
+                low_delay: true,
+                slice_threads: matches!(policy.threads, DecodeThreads::Slice(_)),
+            };
+            let mut decoder = decode::open(self.decoder_kind, &options)?;
+            decoder.set_conceal(self.conceal);
+            self.world.decoder = decoder;
+        }
+        self.policy = policy;
+        Ok(())
+    }
+
+    /// The decode mode for the next world access unit, from the toggles and what the
+    /// pipeline's switches say now (recording, preview visibility).
+    fn decode_mode(&self) -> DecodeMode {
+        let Some(c) = &self.control else {
+            return DecodeMode::Full;
+        };
+        if c.recording.load(Ordering::Relaxed) {
+            return DecodeMode::Full;
+        }
+        if self.policy.reduced && !c.preview_visible.load(Ordering::Relaxed) {
+            return DecodeMode::IdrOnly;
+        }
+        if self.policy.fast_preview {
+            DecodeMode::Fast
+        } else {
+            DecodeMode::Full
+        }
     }
 
     /// Grows the frame pool to hold `frames` pictures of the stream's size up front, so the
@@ -626,6 +701,8 @@ impl Assembler {
         };
         s.dropped_before_sr += s.extra.dropped_before_sr;
         s.switched_off_packets = self.switched_off;
+        s.fast_decoded = self.fast_decoded;
+        s.reduced_not_decoded = self.not_decoded;
         s
     }
 
@@ -652,6 +729,8 @@ impl Assembler {
         set(&c.net_dropped_before_sr, s.dropped_before_sr);
         set(&c.net_max_frame_gap_ns, s.max_frame_gap_ns);
         set(&c.net_concealed_frames, s.concealed_frames);
+        set(&c.net_fast_decoded, s.fast_decoded);
+        set(&c.net_reduced_not_decoded, s.reduced_not_decoded);
     }
 
     /// Feeds one packet of `setup`'s sensor that arrived at `arrival`. A `setup` not seen
@@ -844,17 +923,46 @@ impl Assembler {
         let Some(pkt) = self.world.rtp.admit_counting(data, &mut self.malformed) else {
             return 0;
         };
+        let mode = self.decode_mode();
+        let fps = self.fps;
         let w = &mut self.world;
         w.ssrc = pkt.ssrc;
         let mut decode_ns = 0;
         if let Err(H264Error::SequenceGap { .. }) = w.depack.push(&pkt) {
             // Already handled: the depacketizer drops the access unit and waits for an IDR.
         }
+        let fast = w.decoder.set_fast(mode == DecodeMode::Fast) && mode == DecodeMode::Fast;
         while let Some(au) = w.depack.pull() {
             if let Some(sink) = self.sink.as_ref().filter(|_| !au.partial) {
                 if let Some(t) = w.stamp.clock().time_of_wire(au.rtp_timestamp) {
                     sink.access_unit(au.data, t, arrival, au.is_idr);
                 }
+            }
+            if mode == DecodeMode::IdrOnly {
+                // A thumbnail at most every REDUCED_EVERY frames, and only from an IDR: the
+                // pictures in between would need the ones skipped.
+                let spacing = (f64::from(ClockRate::VIDEO.hz())
+                    * crate::coordinator::REDUCED_EVERY as f64
+                    / fps) as u32;
+                let due = w.last_thumbnail.is_none_or(|last| {
+                    au.rtp_timestamp.wrapping_sub(last) >= spacing.saturating_sub(spacing / 10)
+                });
+                if !(au.is_idr && due) {
+                    w.needs_idr = true;
+                    self.not_decoded += 1;
+                    continue;
+                }
+                w.last_thumbnail = Some(au.rtp_timestamp);
+            } else if w.needs_idr {
+                if !au.is_idr {
+                    self.not_decoded += 1;
+                    continue;
+                }
+                w.needs_idr = false;
+                w.last_thumbnail = None;
+            }
+            if fast {
+                self.fast_decoded += 1;
             }
             let token = FrameToken {
                 rtp_timestamp: au.rtp_timestamp,

@@ -69,6 +69,7 @@ impl EyesStream {
         let options = DecoderOptions {
             threads: 1,
             low_delay: true,
+            slice_threads: false,
         };
         let mut decoder = decode::open(kind, &options).map_err(|e| e.to_string())?;
         decoder.set_conceal(false);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 
-use super::assemble::{Assembler, LossPolicy, Sensor, NOMINAL_FPS};
+use super::assemble::{Assembler, DecodePolicy, LossPolicy, Sensor, NOMINAL_FPS};
 use super::net::{NetConfig, NetThread};
 use super::{FrameAccounting, RtspTransport};
 use crate::coordinator::Control;
@@ -33,6 +33,8 @@ pub struct NeonConfig {
     pub decoder: DecoderKind,
     /// What the world stream does after packet loss.
     pub loss: LossPolicy,
+    /// Decoding threads and the cheaper modes while nothing records (the decode toggles).
+    pub decode: DecodePolicy,
     /// Stop after this much stream (device) time from the first frame.
     pub duration: Option<Duration>,
     /// Limit of each HTTP request and RTSP step.
@@ -52,6 +54,7 @@ impl NeonConfig {
             transport: RtspTransport::Udp,
             decoder: DecoderKind::default(),
             loss: LossPolicy::default(),
+            decode: DecodePolicy::default(),
             duration: None,
             request_timeout: Duration::from_secs(3),
             channel_capacity: 2048,
@@ -111,7 +114,10 @@ impl NeonSource {
             .and_then(|f| f.2)
             .or(world.framerate)
             .unwrap_or(NOMINAL_FPS);
-        let assembler = Assembler::new(cfg.decoder, cfg.loss, fps, 16)
+        let mut assembler = Assembler::new(cfg.decoder, cfg.loss, fps, 16)
+            .map_err(|e| SourceError::Config(e.to_string()))?;
+        assembler
+            .set_decode_policy(cfg.decode)
             .map_err(|e| SourceError::Config(e.to_string()))?;
         let mut src = NeonSource {
             net,

@@ -17,7 +17,7 @@ pub mod record;
 pub mod replay;
 pub mod status;
 
-pub use assemble::{Assembler, AssemblerStats, LossPolicy, Sensor, StreamSetup};
+pub use assemble::{Assembler, AssemblerStats, DecodePolicy, LossPolicy, Sensor, StreamSetup};
 pub use live::{NeonConfig, NeonSource};
 pub use replay::{FixtureConfig, FixtureSource};
 

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::assemble::{Assembler, LossPolicy, Sensor, StreamSetup, NOMINAL_FPS};
+use super::assemble::{Assembler, DecodePolicy, LossPolicy, Sensor, StreamSetup, NOMINAL_FPS};
 use super::FrameAccounting;
 use crate::coordinator::Control;
 use crate::decode::DecoderKind;
@@ -34,6 +34,8 @@ pub struct FixtureConfig {
     pub decoder: DecoderKind,
     /// What the world stream does after packet loss.
     pub loss: LossPolicy,
+    /// Decoding threads and the cheaper modes while nothing records (the decode toggles).
+    pub decode: DecodePolicy,
     /// Optional streams to replay; the others' packets are skipped unread.
     pub streams: StreamSet,
 }
@@ -97,7 +99,10 @@ impl FixtureSource {
             ))
         })?;
         let fps = sps_fps.or(world.framerate).unwrap_or(NOMINAL_FPS);
-        let assembler = Assembler::new(cfg.decoder, cfg.loss, fps, 16)
+        let mut assembler = Assembler::new(cfg.decoder, cfg.loss, fps, 16)
+            .map_err(|e| SourceError::Config(e.to_string()))?;
+        assembler
+            .set_decode_policy(cfg.decode)
             .map_err(|e| SourceError::Config(e.to_string()))?;
         let info = SourceInfo {
             kind: "fixture".into(),
