@@ -160,6 +160,7 @@ fn setup_decode(kind: DecoderKind) -> Decode {
         threads: 1,
         low_delay: true,
         slice_threads: false,
+        zero_copy: false,
     };
     let mut decoder = decode::open::<u32>(kind, &opts).expect("decoder");
     let mut pool = FramePool::new(4);

@@ -151,6 +151,7 @@ fn decode(c: &mut Criterion) {
             threads,
             low_delay: true,
             slice_threads: false,
+            zero_copy: false,
         };
         let mut dec = decode::open::<usize>(kind, &options).expect("decoder opens");
         let mut pool = FramePool::new(2 + threads);

@@ -36,6 +36,7 @@ fn in_process(kind: DecoderKind, threads: usize, aus: &[&[u8]]) -> anyhow::Resul
         threads,
         low_delay: true,
         slice_threads: false,
+        zero_copy: false,
     };
     let mut dec = decode::open::<usize>(kind, &options)?;
     let mut pool = FramePool::new(2 + threads);

@@ -107,8 +107,10 @@ impl Processor {
         if self.cfg.color_path == ColorPath::Bgr && cur.format() != PixelFormat::Bgr24 {
             cur = self.convert(&cur.view(), PixelFormat::Bgr24)?;
         }
-        // Plan 1.5: `np.ascontiguousarray` on every frame, or only when the buffer has gaps.
-        if self.cfg.copy == CopyMode::Always || !cur.view().is_contiguous() {
+        // Plan 1.5: `np.ascontiguousarray` on every frame, or only where a later stage could
+        // not read the frame in place. Every stage here reads planes through their strides
+        // (the padded rows of a picture lent by libavcodec included), so none needs it.
+        if self.cfg.copy == CopyMode::Always {
             let src = Arc::clone(&cur);
             self.copies += 1;
             cur = self

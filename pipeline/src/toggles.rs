@@ -182,6 +182,8 @@ pub struct Toggles {
     /// Plan 1.6 extended to decode: while the preview is hidden and nothing records, decode
     /// only IDR pictures, at most at the thumbnail rate, and depacketize the rest unread.
     pub reduced_decode: OnOff,
+    /// Decoded pictures stay in libavcodec's buffers (a reference, not a copy).
+    pub zero_copy: OnOff,
 }
 
 impl Default for Toggles {
@@ -203,6 +205,7 @@ impl Default for Toggles {
             decode_threads: DecodeThreads::One,
             fast_decode: OnOff::On,
             reduced_decode: OnOff::On,
+            zero_copy: OnOff::On,
         }
     }
 }
@@ -232,6 +235,8 @@ impl Toggles {
             decode_threads: DecodeThreads::One,
             fast_decode: OnOff::Off,
             reduced_decode: OnOff::Off,
+            // PyAV's `to_ndarray` copies every picture out of libavcodec.
+            zero_copy: OnOff::Off,
         }
     }
 }
@@ -272,6 +277,7 @@ mod tests {
         assert_ne!(o.encoder_threads, b.encoder_threads);
         assert_ne!(o.fast_decode, b.fast_decode);
         assert_ne!(o.reduced_decode, b.reduced_decode);
+        assert_ne!(o.zero_copy, b.zero_copy);
         assert_eq!(o.encoder, b.encoder);
         assert_eq!(o.frame_selection, b.frame_selection);
         assert_eq!(o.decode_threads, b.decode_threads);

@@ -261,6 +261,10 @@ struct RunArgs {
     /// IDR pictures (at most one per 10 frames). Preset default: on.
     #[arg(long, value_enum)]
     reduced_decode: Option<OnOff>,
+    /// Neon and fixture sources, libav: hand decoded pictures on in libavcodec's own buffers
+    /// instead of copying each one out. Preset default: on.
+    #[arg(long, value_enum)]
+    zero_copy: Option<OnOff>,
 
     /// Box the preview is scaled to fit (aspect ratio kept). Default 640x360; 640x480 with
     /// --layout logger.
@@ -478,6 +482,9 @@ impl RunArgs {
         if let Some(v) = self.reduced_decode {
             t.reduced_decode = v;
         }
+        if let Some(v) = self.zero_copy {
+            t.zero_copy = v;
+        }
         t
     }
 
@@ -488,6 +495,7 @@ impl RunArgs {
             threads: t.decode_threads,
             fast_preview: t.fast_decode.is_on(),
             reduced: t.reduced_decode.is_on(),
+            zero_copy: t.zero_copy.is_on(),
         }
     }
 

@@ -20,7 +20,7 @@ use super::{
     Cause, DecodeError, DecodeStats, Decoded, Decoder, DecoderKind, DecoderOptions, Picture, Taken,
     Tracker,
 };
-use crate::frame::FramePool;
+use crate::frame::{FramePool, LentHandle, PixelFormat};
 
 const KIND: DecoderKind = DecoderKind::Libav;
 
@@ -40,6 +40,7 @@ pub struct LibavDecoder<T> {
     tracker: Tracker<T>,
     low_delay: bool,
     fast: bool,
+    zero_copy: bool,
 }
 
 impl<T: Copy + Send> LibavDecoder<T> {
@@ -85,6 +86,7 @@ impl<T: Copy + Send> LibavDecoder<T> {
             tracker: Tracker::new(KIND),
             low_delay: options.low_delay,
             fast: false,
+            zero_copy: options.zero_copy,
         })
     }
 
@@ -213,9 +215,58 @@ impl<T: Copy + Send> LibavDecoder<T> {
                 [f.linesize[0], f.linesize[1], f.linesize[2]].map(i64::from),
             )?
         };
+        if self.zero_copy {
+            let (w, h) = (picture.width(), picture.height());
+            // SAFETY: the frame is ours; the pointer is used only inside the `lend` below.
+            let src = unsafe { self.frame.as_mut_ptr() };
+            let lent = pool.lend(|frame| {
+                // SAFETY: `make` returns a fresh AVFrame that the frame frees once (av_frame_free)
+                // and unrefs between pictures; `fill` moves this picture's references into it,
+                // so its planes (checked by Picture::from_raw above) stay valid until then.
+                unsafe {
+                    frame.lend(
+                        PixelFormat::I420,
+                        w,
+                        h,
+                        || {
+                            let p = std::ptr::NonNull::new(ffi::av_frame_alloc())?;
+                            Some(LentHandle::new(p.cast(), unref_frame, free_frame))
+                        },
+                        |handle| {
+                            let dst = handle.cast::<ffi::AVFrame>();
+                            ffi::av_frame_move_ref(dst, src);
+                            let d = &*dst;
+                            (
+                                [d.data[0], d.data[1], d.data[2]].map(|p| p as *const u8),
+                                [d.linesize[0], d.linesize[1], d.linesize[2]]
+                                    .map(|l| l.max(0) as usize),
+                            )
+                        },
+                    )
+                }
+            });
+            if let Some(frame) = lent {
+                self.tracker.emit_frame(token, frame, out);
+                return Ok(());
+            }
+            // No AVFrame could be allocated: copy as without zero-copy.
+        }
         self.tracker.emit(token, &picture, pool, out);
         Ok(())
     }
+}
+
+/// [`LentHandle`] release: gives libavcodec its picture buffer back, keeps the AVFrame.
+unsafe fn unref_frame(p: *mut std::ffi::c_void) {
+    // SAFETY: `p` is the AVFrame made in `picture` (LentHandle's contract).
+    unsafe { ffi::av_frame_unref(p.cast()) };
+}
+
+/// [`LentHandle`] free: the AVFrame itself, once.
+unsafe fn free_frame(p: *mut std::ffi::c_void) {
+    let mut f = p.cast::<ffi::AVFrame>();
+    // SAFETY: as above; av_frame_free unrefs and frees it and nulls our copy of the pointer.
+    unsafe { ffi::av_frame_free(&mut f) };
 }
 
 impl<T: Copy + Send> Decoder<T> for LibavDecoder<T> {

@@ -89,6 +89,10 @@ pub struct DecoderOptions {
     /// With `threads` > 1: slice threads (split one picture; only streams with several slices
     /// per picture gain) instead of frame threads (several pictures at once).
     pub slice_threads: bool,
+    /// libav: hand out pictures in libavcodec's own buffers (the frame keeps a reference)
+    /// instead of copying each into the pool (`--zero-copy`). Their rows are padded (a
+    /// 1600-wide picture has 1664-byte luma rows), which every stage reads through strides.
+    pub zero_copy: bool,
 }
 
 impl Default for DecoderOptions {
@@ -97,6 +101,7 @@ impl Default for DecoderOptions {
             threads: 1,
             low_delay: false,
             slice_threads: false,
+            zero_copy: false,
         }
     }
 }
@@ -469,6 +474,11 @@ impl<T: Copy> Tracker<T> {
             },
         );
         let Ok(frame) = frame;
+        self.emit_frame(token, frame, out);
+    }
+
+    /// Hands out a picture already in a pooled frame (lent by the decoder, no copy).
+    pub(crate) fn emit_frame(&mut self, token: T, frame: Arc<Frame>, out: &mut Vec<Decoded<T>>) {
         self.stats.frames += 1;
         if self.damaged {
             self.stats.concealed += 1;
@@ -492,6 +502,14 @@ pub(crate) struct Picture<'a> {
 }
 
 impl<'a> Picture<'a> {
+    pub(crate) fn width(&self) -> usize {
+        self.width
+    }
+
+    pub(crate) fn height(&self) -> usize {
+        self.height
+    }
+
     /// Wraps a decoder's I420 planes.
     ///
     /// # Safety

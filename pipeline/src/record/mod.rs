@@ -1034,16 +1034,14 @@ impl Worker {
                         active = Some(self.begin(*s));
                     }
                     Ok(Command::Stop(reply)) => {
+                        // Frames queued before the stop belong to this recording (at the end of
+                        // an offline replay the last queue-full of frames would be lost).
+                        while let Ok(job) = job_rx.try_recv() {
+                            self.take_job(&mut active, job);
+                        }
                         // Access units queued before the stop belong to this recording.
                         while let Ok(job) = au_rx.try_recv() {
-                            if let Some(a) = active.as_mut() {
-                                if let Err(fault) = self.passthrough(a, &job) {
-                                    if let Some(a) = active.take() {
-                                        self.fail(a, fault);
-                                    }
-                                }
-                            }
-                            let _ = self.au_free.try_send(job.data);
+                            self.take_au(&mut active, job);
                         }
                         let result = match active.take() {
                             Some(a) => Ok(self.finish(a, "stopped".into())),
@@ -1059,28 +1057,11 @@ impl Worker {
                     Err(_) => break,
                 },
                 recv(job_rx) -> job => match job {
-                    Ok(job) => {
-                        if let Some(a) = active.as_mut() {
-                            if let Err(fault) = self.record(a, job) {
-                                if let Some(a) = active.take() {
-                                    self.fail(a, fault);
-                                }
-                            }
-                        }
-                    }
+                    Ok(job) => self.take_job(&mut active, job),
                     Err(_) => break,
                 },
                 recv(au_rx) -> job => match job {
-                    Ok(job) => {
-                        if let Some(a) = active.as_mut() {
-                            if let Err(fault) = self.passthrough(a, &job) {
-                                if let Some(a) = active.take() {
-                                    self.fail(a, fault);
-                                }
-                            }
-                        }
-                        let _ = self.au_free.try_send(job.data);
-                    }
+                    Ok(job) => self.take_au(&mut active, job),
                     Err(_) => break,
                 },
             }
@@ -1089,6 +1070,29 @@ impl Worker {
             let _ = self.finish(a, "stopped".into());
         }
         self.profile
+    }
+
+    /// One offered frame into the active recording; a fault ends the recording.
+    fn take_job(&mut self, active: &mut Option<Active>, job: RecordJob) {
+        if let Some(a) = active.as_mut() {
+            if let Err(fault) = self.record(a, job) {
+                if let Some(a) = active.take() {
+                    self.fail(a, fault);
+                }
+            }
+        }
+    }
+
+    /// One access unit into the active passthrough file; its buffer goes back to the pool.
+    fn take_au(&mut self, active: &mut Option<Active>, job: AuJob) {
+        if let Some(a) = active.as_mut() {
+            if let Err(fault) = self.passthrough(a, &job) {
+                if let Some(a) = active.take() {
+                    self.fail(a, fault);
+                }
+            }
+        }
+        let _ = self.au_free.try_send(job.data);
     }
 
     fn begin(&mut self, s: Session) -> Active {

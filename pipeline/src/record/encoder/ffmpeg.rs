@@ -20,6 +20,8 @@ use crate::frame::{FrameView, PixelFormat};
 
 /// Last lines of ffmpeg's stderr kept for error messages.
 const STDERR_TAIL: usize = 8;
+/// Size asked for the pipe that carries the raw frames.
+const PIPE_BYTES: i32 = 1 << 20;
 
 pub struct FfmpegEncoder {
     spec: EncoderSpec,
@@ -70,6 +72,11 @@ impl FfmpegEncoder {
             _ => EncodeError::Spawn(e),
         })?;
         let stdin = child.take_stdin();
+        if let Some(pipe) = &stdin {
+            // 1 MiB (Linux's default pipe-max-size) instead of 64 KiB: a 1600x1200 frame is
+            // 2.9 MB, which a 64 KiB pipe passes in 45 write/wake-up/read rounds; best effort.
+            let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
+        }
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         let stderr = match child.take_stderr() {
             Some(err) => {

@@ -458,6 +458,9 @@ pub struct DecodePolicy {
     /// While the preview is hidden and nothing records, decode only IDRs, at most one per
     /// [`crate::coordinator::REDUCED_EVERY`] frames (plan 1.6 for the decoder).
     pub reduced: bool,
+    /// Pictures stay in libavcodec's buffers instead of being copied into the pool
+    /// ([`DecoderOptions::zero_copy`]).
+    pub zero_copy: bool,
 }
 
 /// What the world decoder does with the next access unit.
@@ -556,6 +559,7 @@ impl Assembler {
             // The Neon sends no B-frames (protocol doc 10, simulator item 9).
             low_delay: true,
             slice_threads: false,
+            zero_copy: false,
         };
         let mut depack = Depacketizer::new();
         depack.set_resync_at_idr(loss == LossPolicy::WaitIdr);
@@ -610,11 +614,12 @@ impl Assembler {
     /// Sets the decode toggles; before the first packet (other thread counts reopen the
     /// decoder).
     pub fn set_decode_policy(&mut self, policy: DecodePolicy) -> Result<(), AssembleError> {
-        if policy.threads != self.policy.threads {
+        if policy.threads != self.policy.threads || policy.zero_copy != self.policy.zero_copy {
             let options = DecoderOptions {
                 threads: policy.threads.count(),
                 low_delay: true,
                 slice_threads: matches!(policy.threads, DecodeThreads::Slice(_)),
+                zero_copy: policy.zero_copy,
             };
             let mut decoder = decode::open(self.decoder_kind, &options)?;
             decoder.set_conceal(self.conceal);
@@ -648,9 +653,10 @@ impl Assembler {
     pub fn preallocate(&mut self, frames: usize, width: usize, height: usize) {
         let n = frames + WORLD_PRE_SR_FRAMES + 2;
         self.world.pool = FramePool::new(n);
-        self.world
-            .pool
-            .preallocate(n, PixelFormat::I420, width, height);
+        // Lent pictures need no buffers of ours: the pool's frames only hold the reference.
+        let lends = self.policy.zero_copy && self.decoder_kind == DecoderKind::Libav;
+        let (w, h) = if lends { (0, 0) } else { (width, height) };
+        self.world.pool.preallocate(n, PixelFormat::I420, w, h);
     }
 
     /// The next finished item, in the order they were completed.

@@ -70,6 +70,7 @@ impl EyesStream {
             threads: 1,
             low_delay: true,
             slice_threads: false,
+            zero_copy: false,
         };
         let mut decoder = decode::open(kind, &options).map_err(|e| e.to_string())?;
         decoder.set_conceal(false);
