@@ -56,8 +56,15 @@ def main() -> int:
         return 0
 
     if not baseline_path.exists():
-        print(f"compare-instructions: no baseline {baseline_path} for this architecture; "
-              "create one with ci/bench-instructions --update and commit it")
+        # A new architecture (the first run on a Raspberry Pi): the counts are reported, not
+        # gated. Counts of one architecture say nothing about another's, so there is nothing
+        # to compare against until this machine's own baseline is committed.
+        print(f"{'bench':<58} {'Ir':>12}")
+        for key in sorted(current):
+            print(f"{key:<58} {current[key]:>12}")
+        print(f"compare-instructions: no baseline {baseline_path} for this architecture, so"
+              f" the {len(current)} counts above are reported, not gated; create one with"
+              " ci/bench-instructions --update on this machine and commit it")
         return 0
     base = json.loads(baseline_path.read_text())
     expected = base["benches"]

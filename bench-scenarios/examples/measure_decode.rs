@@ -77,15 +77,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Whether openh264's x86 assembly is in this binary (nasm was found when it was built).
 fn openh264_asm() -> &'static str {
-    if !cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
-        return "NEON on ARM (assembled by cc), no nasm needed";
-    }
     let exe = std::env::current_exe()
         .ok()
         .and_then(|p| std::fs::read(p).ok())
         .unwrap_or_default();
     if memchr_find(&exe, b"WelsDecoderI16x16LumaPredV_sse2") {
         "x86 SIMD assembly linked (nasm)"
+    } else if memchr_find(&exe, b"WelsDecoderI16x16LumaPredV_AArch64_neon") {
+        "AArch64 NEON assembly linked (assembled by cc)"
     } else {
         "NO assembly symbols found: built without nasm (slow C), or the binary is stripped"
     }
@@ -128,13 +127,10 @@ fn main() -> anyhow::Result<()> {
         aus.len(),
         bytes.len() as f64 * 8.0 / seconds / 1e6,
     );
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
+    // arm64 kernels print no "model name"; the platform probe decodes the core from its ids.
+    let cpu_model = pipeline::platform::detect()
+        .cpu_model
+        .clone()
         .unwrap_or_else(|| "unknown".into());
     println!(
         "machine: {} x {} ({}), openh264: {}\nrepeats: {repeats}, interleaved; medians\n",

@@ -13,16 +13,39 @@ pub struct PlatformCaps {
     pub arch: String,
     pub os: String,
     pub kernel: Option<String>,
+    /// The CPU core, e.g. "AMD EPYC 7B13" or "ARM Cortex-A76". arm64 kernels give no "model
+    /// name", so there it is decoded from the implementer and part ids.
     pub cpu_model: Option<String>,
+    /// SIMD extensions this process detected at run time: the ones the dispatching crates
+    /// (yuv, the resizers) can choose from here.
+    pub simd: Vec<&'static str>,
     pub is_raspberry_pi: bool,
     /// e.g. "Raspberry Pi 5 Model B Rev 1.0".
     pub pi_model: Option<String>,
+    /// The board's revision code decoded (Pi 2 and later), e.g. d04170: BCM2712, 8 GB.
+    pub pi_board: Option<PiBoard>,
     /// Cores this process may run on (sched_getaffinity), which is what matters under taskset
     /// or a container's cpuset.
     pub usable_cores: usize,
     /// First line of `ffmpeg -version`, if ffmpeg runs.
     pub ffmpeg: Option<String>,
     pub has_nvenc: bool,
+}
+
+/// A Raspberry Pi's new-style revision code (the `Revision` line of /proc/cpuinfo), decoded
+/// after the table in the Raspberry Pi documentation ("Raspberry Pi revision codes").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PiBoard {
+    /// As /proc/cpuinfo prints it, e.g. "d04170".
+    pub revision_code: String,
+    /// e.g. "5", "4B", "400", "CM4"; "type 0x1c" for a type this table does not know yet.
+    pub board_type: String,
+    /// e.g. "BCM2712".
+    pub soc: String,
+    pub memory_mb: u32,
+    pub manufacturer: String,
+    /// PCB revision, e.g. "1.0".
+    pub pcb_revision: String,
 }
 
 static CAPS: OnceLock<PlatformCaps> = OnceLock::new();
@@ -32,11 +55,40 @@ pub fn detect() -> &'static PlatformCaps {
     CAPS.get_or_init(probe)
 }
 
-fn probe() -> PlatformCaps {
-    let pi_model = std::fs::read("/proc/device-tree/model")
-        .ok()
-        .map(|b| parse_device_tree_model(&b))
+/// What /proc says about the board and its CPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Board {
+    pub cpu_model: Option<String>,
+    pub pi_model: Option<String>,
+    pub pi_board: Option<PiBoard>,
+}
+
+/// Reads the board from the texts of `/proc/device-tree/model` and `/proc/cpuinfo` (either may
+/// be missing: a container without the device tree, a kernel that hides cpuinfo). Never fails.
+pub fn parse_board(device_tree_model: Option<&[u8]>, cpuinfo: Option<&str>) -> Board {
+    let cpuinfo = cpuinfo.unwrap_or("");
+    // The device tree is the firmware's own name for the board; cpuinfo's "Model" line is a
+    // copy of it that Raspberry Pi kernels add, used when the device tree is not mounted.
+    let pi_model = device_tree_model
+        .map(parse_device_tree_model)
+        .or_else(|| cpuinfo_field(cpuinfo, "Model").map(str::to_owned))
         .filter(|m| m.contains("Raspberry Pi"));
+    let pi_board = pi_model
+        .as_ref()
+        .and(cpuinfo_field(cpuinfo, "Revision"))
+        .and_then(decode_pi_revision);
+    Board {
+        cpu_model: parse_cpu_model(cpuinfo),
+        pi_model,
+        pi_board,
+    }
+}
+
+fn probe() -> PlatformCaps {
+    let board = parse_board(
+        std::fs::read("/proc/device-tree/model").ok().as_deref(),
+        std::fs::read_to_string("/proc/cpuinfo").ok().as_deref(),
+    );
     let ffmpeg = run_with_timeout(
         "ffmpeg",
         &["-hide_banner", "-version"],
@@ -45,7 +97,7 @@ fn probe() -> PlatformCaps {
     .and_then(|out| out.lines().next().map(str::to_owned));
     // The Pi 5 has no hardware encoder; skip the probe there. Debian's ffmpeg lists
     // h264_nvenc whether or not a GPU and driver exist, so the probe encodes one frame.
-    let has_nvenc = pi_model.is_none()
+    let has_nvenc = board.pi_model.is_none()
         && ffmpeg.is_some()
         && run_with_timeout(
             "ffmpeg",
@@ -80,11 +132,11 @@ fn probe() -> PlatformCaps {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
             .map(|s| s.trim().to_owned()),
-        cpu_model: std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| parse_cpu_model(&s)),
-        is_raspberry_pi: pi_model.is_some(),
-        pi_model,
+        cpu_model: board.cpu_model,
+        simd: simd_features(),
+        is_raspberry_pi: board.pi_model.is_some(),
+        pi_model: board.pi_model,
+        pi_board: board.pi_board,
         usable_cores: usable_cores(),
         ffmpeg,
         has_nvenc,
@@ -99,16 +151,158 @@ fn parse_device_tree_model(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-/// x86 says "model name"; arm64 kernels often only give "Model" (Pi) or "CPU part".
+/// The first non-empty `key : value` line of cpuinfo with this key (tabs or spaces around).
+fn cpuinfo_field<'a>(cpuinfo: &'a str, key: &str) -> Option<&'a str> {
+    cpuinfo.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        (k.trim() == key && !v.trim().is_empty()).then(|| v.trim())
+    })
+}
+
+/// x86 names its CPU in "model name". arm64 kernels give only ids; 32-bit ARM kernels give a
+/// "model name" like "ARMv7 Processor rev 3 (v7l)" that names no core, so the ids win there.
+/// Never the board's "Model" or the "Hardware" line (which says BCM2835 on every Pi).
 fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
-    ["model name", "Model", "Hardware", "CPU part"]
-        .iter()
-        .find_map(|key| {
-            cpuinfo.lines().find_map(|line| {
-                let (k, v) = line.split_once(':')?;
-                (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_owned())
-            })
+    let implementer = cpuinfo_field(cpuinfo, "CPU implementer").and_then(parse_hex);
+    let part = cpuinfo_field(cpuinfo, "CPU part").and_then(parse_hex);
+    if let (Some(implementer), Some(part)) = (implementer, part) {
+        if let Some(core) = arm_core_name(implementer, part) {
+            return Some(core.to_owned());
+        }
+    }
+    cpuinfo_field(cpuinfo, "model name")
+        .map(str::to_owned)
+        .or_else(|| {
+            Some(format!(
+                "CPU implementer {:#x} part {:#x}",
+                implementer?, part?
+            ))
         })
+}
+
+fn parse_hex(s: &str) -> Option<u32> {
+    u32::from_str_radix(s.trim().strip_prefix("0x")?, 16).ok()
+}
+
+/// Arm Ltd cores on boards people run this on (Pi 3/Zero 2 W, Pi 4, Pi 5, arm64 servers).
+fn arm_core_name(implementer: u32, part: u32) -> Option<&'static str> {
+    if implementer != 0x41 {
+        return None;
+    }
+    Some(match part {
+        0xd03 => "ARM Cortex-A53",
+        0xd04 => "ARM Cortex-A35",
+        0xd05 => "ARM Cortex-A55",
+        0xd07 => "ARM Cortex-A57",
+        0xd08 => "ARM Cortex-A72",
+        0xd09 => "ARM Cortex-A73",
+        0xd0a => "ARM Cortex-A75",
+        0xd0b => "ARM Cortex-A76",
+        0xd0c => "ARM Neoverse-N1",
+        0xd0d => "ARM Cortex-A77",
+        0xd40 => "ARM Neoverse-V1",
+        0xd41 => "ARM Cortex-A78",
+        0xd49 => "ARM Neoverse-N2",
+        0xd4f => "ARM Neoverse-V2",
+        _ => return None,
+    })
+}
+
+/// New-style revision codes (bit 23 set): NOQuuuWuFMMMCCCCPPPPTTTTTTTTRRRR. Old-style codes
+/// (the first Pi 1 boards) carry no such fields and give None.
+fn decode_pi_revision(code: &str) -> Option<PiBoard> {
+    let value = u32::from_str_radix(code.trim(), 16).ok()?;
+    if value & (1 << 23) == 0 {
+        return None;
+    }
+    let board_type = (value >> 4) & 0xff;
+    let board_type = match board_type {
+        0x00 => "A".to_owned(),
+        0x01 => "B".to_owned(),
+        0x02 => "A+".to_owned(),
+        0x03 => "B+".to_owned(),
+        0x04 => "2B".to_owned(),
+        0x06 => "CM1".to_owned(),
+        0x08 => "3B".to_owned(),
+        0x09 => "Zero".to_owned(),
+        0x0a => "CM3".to_owned(),
+        0x0c => "Zero W".to_owned(),
+        0x0d => "3B+".to_owned(),
+        0x0e => "3A+".to_owned(),
+        0x10 => "CM3+".to_owned(),
+        0x11 => "4B".to_owned(),
+        0x12 => "Zero 2 W".to_owned(),
+        0x13 => "400".to_owned(),
+        0x14 => "CM4".to_owned(),
+        0x15 => "CM4S".to_owned(),
+        0x17 => "5".to_owned(),
+        0x18 => "CM5".to_owned(),
+        0x19 => "500".to_owned(),
+        0x1a => "CM5 Lite".to_owned(),
+        other => format!("type {other:#x}"),
+    };
+    let soc = match (value >> 12) & 0xf {
+        0 => "BCM2835".to_owned(),
+        1 => "BCM2836".to_owned(),
+        2 => "BCM2837".to_owned(),
+        3 => "BCM2711".to_owned(),
+        4 => "BCM2712".to_owned(),
+        other => format!("processor {other}"),
+    };
+    let manufacturer = match (value >> 16) & 0xf {
+        0 => "Sony UK".to_owned(),
+        1 => "Egoman".to_owned(),
+        2 | 4 => "Embest".to_owned(),
+        3 => "Sony Japan".to_owned(),
+        5 => "Stadium".to_owned(),
+        other => format!("manufacturer {other}"),
+    };
+    Some(PiBoard {
+        revision_code: code.trim().to_owned(),
+        board_type,
+        soc,
+        // 256 MB << n: 0 = 256 MB ... 5 = 8 GB, 6 = 16 GB.
+        memory_mb: 256 << ((value >> 20) & 0x7),
+        manufacturer,
+        pcb_revision: format!("1.{}", value & 0xf),
+    })
+}
+
+/// Run-time detection, the same the dispatching crates do.
+fn simd_features() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut found = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        for (name, on) in [
+            ("sse4.1", std::arch::is_x86_feature_detected!("sse4.1")),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("avx512bw", std::arch::is_x86_feature_detected!("avx512bw")),
+        ] {
+            if on {
+                found.push(name);
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        for (name, on) in [
+            ("neon", std::arch::is_aarch64_feature_detected!("neon")),
+            ("rdm", std::arch::is_aarch64_feature_detected!("rdm")),
+            (
+                "dotprod",
+                std::arch::is_aarch64_feature_detected!("dotprod"),
+            ),
+            ("fp16", std::arch::is_aarch64_feature_detected!("fp16")),
+            ("i8mm", std::arch::is_aarch64_feature_detected!("i8mm")),
+            ("sve", std::arch::is_aarch64_feature_detected!("sve")),
+        ] {
+            if on {
+                found.push(name);
+            }
+        }
+    }
+    found
 }
 
 fn usable_cores() -> usize {
@@ -160,26 +354,102 @@ pub fn run_with_timeout(program: &str, args: &[&str], timeout: Duration) -> Opti
 mod tests {
     use super::*;
 
+    // Real texts of real boards, cited in fixtures/README.md ("platform/").
+    const PI5_CPUINFO: &str = include_str!("../../fixtures/platform/pi5-cpuinfo.txt");
+    const PI5_MODEL: &[u8] = include_bytes!("../../fixtures/platform/pi5-device-tree-model");
+    const PI4_CPUINFO: &str = include_str!("../../fixtures/platform/pi4-cpuinfo.txt");
+    const PI4_MODEL: &[u8] = include_bytes!("../../fixtures/platform/pi4-device-tree-model");
+
     #[test]
-    fn parses_pi_model() {
+    fn raspberry_pi_5() {
+        let b = parse_board(Some(PI5_MODEL), Some(PI5_CPUINFO));
         assert_eq!(
-            parse_device_tree_model(b"Raspberry Pi 5 Model B Rev 1.0\0"),
-            "Raspberry Pi 5 Model B Rev 1.0"
+            b.pi_model.as_deref(),
+            Some("Raspberry Pi 5 Model B Rev 1.0")
+        );
+        assert_eq!(b.cpu_model.as_deref(), Some("ARM Cortex-A76"));
+        assert_eq!(
+            b.pi_board,
+            Some(PiBoard {
+                revision_code: "d04170".into(),
+                board_type: "5".into(),
+                soc: "BCM2712".into(),
+                memory_mb: 8192,
+                manufacturer: "Sony UK".into(),
+                pcb_revision: "1.0".into(),
+            })
         );
     }
 
     #[test]
-    fn parses_cpu_models() {
+    fn raspberry_pi_4() {
+        // The two texts come from two different Pi 4 boards (Rev 1.1 and Rev 1.5).
+        let b = parse_board(Some(PI4_MODEL), Some(PI4_CPUINFO));
         assert_eq!(
-            parse_cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n").as_deref(),
-            Some("AMD EPYC 7B13")
+            b.pi_model.as_deref(),
+            Some("Raspberry Pi 4 Model B Rev 1.1")
         );
+        assert_eq!(b.cpu_model.as_deref(), Some("ARM Cortex-A72"));
+        let board = b.pi_board.expect("new-style revision code");
         assert_eq!(
-            parse_cpu_model("CPU part\t: 0xd0b\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n")
-                .as_deref(),
-            Some("Raspberry Pi 5 Model B Rev 1.0")
+            (
+                board.board_type.as_str(),
+                board.soc.as_str(),
+                board.memory_mb
+            ),
+            ("4B", "BCM2711", 8192)
+        );
+        assert_eq!(board.pcb_revision, "1.5");
+        // Without the device tree (a container), cpuinfo's Model line names the board.
+        let b = parse_board(None, Some(PI4_CPUINFO));
+        assert_eq!(
+            b.pi_model.as_deref(),
+            Some("Raspberry Pi 4 Model B Rev 1.5")
+        );
+    }
+
+    #[test]
+    fn other_machines_are_no_pi() {
+        let x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n";
+        let b = parse_board(None, Some(x86));
+        assert_eq!(b.cpu_model.as_deref(), Some("AMD EPYC 7B13"));
+        assert_eq!((b.pi_model, b.pi_board), (None, None));
+        // An arm64 board that is not a Pi: its device-tree model is not taken for one.
+        let b = parse_board(Some(b"Pine64 RockPro64 v2.1\0"), Some(PI4_CPUINFO));
+        assert_eq!((b.pi_model, b.pi_board), (None, None));
+        // A 32-bit kernel's "model name" names no core; the ids do.
+        let armv7 = "model name\t: ARMv7 Processor rev 3 (v7l)\nCPU implementer\t: 0x41\n\
+                     CPU part\t: 0xd08\n";
+        assert_eq!(parse_cpu_model(armv7).as_deref(), Some("ARM Cortex-A72"));
+        let unknown = "CPU implementer\t: 0x61\nCPU part\t: 0x022\n";
+        assert_eq!(
+            parse_cpu_model(unknown).as_deref(),
+            Some("CPU implementer 0x61 part 0x22")
         );
         assert_eq!(parse_cpu_model("nothing here"), None);
+    }
+
+    #[test]
+    fn damaged_input_degrades_to_unknown() {
+        assert_eq!(parse_board(None, None), Board::default());
+        assert_eq!(
+            parse_device_tree_model(b"Raspberry Pi 5 Model B Rev 1.0\0"),
+            "Raspberry Pi 5 Model B Rev 1.0"
+        );
+        // Invalid UTF-8, a cut-off file, binary garbage: never a panic.
+        let b = parse_board(
+            Some(b"Raspberry Pi \xff\xfe 5"),
+            Some("Revision\t: zz\nModel :"),
+        );
+        assert!(b.pi_model.is_some() && b.pi_board.is_none());
+        let half: String = PI5_CPUINFO.chars().take(PI5_CPUINFO.len() / 2).collect();
+        assert_eq!(parse_cpu_model(&half).as_deref(), Some("ARM Cortex-A76"));
+        // Old-style code of a Pi 1 (no bit 23): model yes, decoded fields no.
+        assert_eq!(decode_pi_revision("000e"), None);
+        assert_eq!(
+            decode_pi_revision("c03111").map(|b| b.memory_mb),
+            Some(4096)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! hand each picture out with the token of its own access unit (also when B-frames reorder
 //! them), and recover at the next IDR from corrupt, missing and garbage access units.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use pipeline::decode::annexb::split_access_units;
@@ -488,5 +488,21 @@ fn openh264_links_its_x86_assembly() {
             "{symbol} missing: was nasm installed when openh264-sys2 was built?"
         );
     }
-    let _ = Path::new("");
+}
+
+/// On arm64 openh264-sys2 assembles openh264's own AArch64 NEON sources with the C compiler (no
+/// nasm); a build that picked the generic C path instead would lack these functions.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn openh264_links_its_aarch64_assembly() {
+    let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    for symbol in [
+        "WelsDecoderI16x16LumaPredV_AArch64_neon",
+        "McChromaWidthEq8_AArch64_neon",
+    ] {
+        assert!(
+            memchr::memmem::find(&exe, symbol.as_bytes()).is_some(),
+            "{symbol} missing: openh264 was built without its AArch64 assembly"
+        );
+    }
 }

@@ -3,8 +3,22 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The real `eyetrack` binary. Under `ci/aarch64` this test runs as an aarch64 binary inside
+/// qemu-aarch64 and so is the `eyetrack` it starts: `EYETRACK_TEST_RUNNER` (e.g. `qemu-aarch64
+/// -cpu cortex-a76`) names the emulator to start it through, since no binfmt_misc handler
+/// does that on an x86_64 CI machine.
 pub fn eyetrack() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_eyetrack"))
+    let bin = env!("CARGO_BIN_EXE_eyetrack");
+    let runner = std::env::var("EYETRACK_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(emulator) => {
+            let mut cmd = Command::new(emulator);
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    }
 }
 
 /// A fresh folder per test process and name, under the system temp dir.
