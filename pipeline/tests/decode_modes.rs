@@ -131,8 +131,10 @@ fn lent_pictures_look_like_copied_ones() {
     let mut held = Vec::new();
     while let (Some(a), Some(b)) = (next(&mut lent), next(&mut copied)) {
         assert!(a.is_lent() && !b.is_lent());
-        // libavcodec pads rows; the copy is tight.
-        assert!(a.plane(0).stride > b.plane(0).stride);
+        // libavcodec pads rows to its SIMD alignment (1600 -> 1664 bytes with x86's 64-byte
+        // alignment; none on aarch64, where 1600 is already aligned); the copy is tight.
+        assert!(a.plane(0).stride >= b.plane(0).stride);
+        assert_eq!(b.plane(0).stride, b.plane(0).width);
         for i in 0..3 {
             let (pa, pb) = (a.plane(i), b.plane(i));
             assert_eq!((pa.width, pa.height), (pb.width, pb.height));
