@@ -116,9 +116,10 @@ pub fn clip(spec: &ClipSpec) -> anyhow::Result<PathBuf> {
     // encode under a temporary name and rename, so a concurrent or interrupted run never
     // leaves half a clip behind
     let tmp = dir.join(format!("{}.{}.tmp", spec.file_name(), std::process::id()));
-    let out = Command::new("ffmpeg")
-        .args(spec.ffmpeg_args(&tmp.to_string_lossy()))
-        .output()
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(spec.ffmpeg_args(&tmp.to_string_lossy()))
+        .stdin(std::process::Stdio::null());
+    let out = pipeline::child::output_within(&mut cmd, pipeline::fixture::encode::FFMPEG_TIMEOUT)
         .context("running ffmpeg (ci/setup installs it)")?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&tmp);

@@ -489,9 +489,14 @@ pub fn run_suite(
                         source,
                     })?;
                 }
-                let output = cmd.output().map_err(|source| RunnerError::Spawn {
-                    path: eyetrack.display().to_string(),
-                    source,
+                // A run that hangs (a stuck device, a stuck encoder) is killed rather than
+                // holding the suite: its duration plus two minutes of start and stop.
+                let limit = Duration::from_secs_f64(cfg.duration_s.clamp(0.0, 86_400.0) + 120.0);
+                let output = pipeline::child::output_within(&mut cmd, limit).map_err(|e| {
+                    RunnerError::Spawn {
+                        path: eyetrack.display().to_string(),
+                        source: std::io::Error::other(e.to_string()),
+                    }
                 })?;
                 drop(sim);
                 if scenario.records() {
@@ -570,7 +575,8 @@ pub fn run_suite(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         wall_seconds: started.elapsed().as_secs_f64(),
-        environment: serde_json::to_value(pipeline::platform::detect()).unwrap_or_default(),
+        environment: serde_json::to_value(pipeline::platform::with_encoders(false))
+            .unwrap_or_default(),
         eyetrack: eyetrack_tool,
         config: cfg.clone(),
         scenarios,

@@ -48,15 +48,21 @@ pub enum ConfigError {
 /// `$XDG_CONFIG_HOME/eyetrack/config.toml`, else `$HOME/.config/eyetrack/config.toml`. Only used
 /// when it exists.
 pub fn default_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
+    Some(xdg_dir("XDG_CONFIG_HOME", ".config")?.join("config.toml"))
+}
+
+/// eyetrack's folder under an XDG base directory: `$VAR/eyetrack`, else
+/// `$HOME/{home_default}/eyetrack` (the XDG default; `.config`, `.cache`).
+pub fn xdg_dir(var: &str, home_default: &str) -> Option<PathBuf> {
+    let base = std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".config"))
+                .map(|h| PathBuf::from(h).join(home_default))
         })?;
-    Some(base.join("eyetrack").join("config.toml"))
+    Some(base.join("eyetrack"))
 }
 
 /// The value of `--config FILE` / `--config=FILE` among `args` (the flags after the subcommand),
@@ -229,6 +235,13 @@ pub fn render(
             raw.last().map(|v| toml_value(v))
         };
         let remark = note(key).map(|n| format!("  # {n}")).unwrap_or_default();
+        if crate::cli::is_secret(arg) {
+            // Never printed: `config show` output gets pasted into issues and chats. Read back,
+            // the file leaves the secret unset, to be given again (or by its environment).
+            let state = if given { "set" } else { "not set" };
+            let _ = writeln!(out, "# {key} ({state}; a secret, not shown){remark}");
+            continue;
+        }
         match (given, value) {
             (true, Some(v)) => {
                 let _ = writeln!(out, "{key} = {v}{remark}");
@@ -341,6 +354,32 @@ mod tests {
             render(&cmd(), &m2, "test", &|k| (k == "report")
                 .then(|| "a note".into())),
             shown
+        );
+    }
+
+    #[test]
+    fn show_never_prints_a_secret() {
+        let cmd = || {
+            cmd().arg(
+                Arg::new("token")
+                    .long("control-token")
+                    .value_parser(crate::cli::parse_secret),
+            )
+        };
+        let file = args_from_toml(
+            &cmd(),
+            Path::new("c"),
+            "control-token = \"hunter2-hunter2\"",
+        )
+        .unwrap();
+        let mut argv = vec![OsString::from("run")];
+        argv.extend(file);
+        let m = cmd().try_get_matches_from(&argv).unwrap();
+        let shown = render(&cmd(), &m, "test", &|_| None);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("# control-token (set; a secret, not shown)"),
+            "{shown}"
         );
     }
 

@@ -104,7 +104,8 @@ impl Control {
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-    fn stopping(&self) -> bool {
+    /// A stop was asked for (signal, API, an error); the stages are ending.
+    pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 }
@@ -134,7 +135,8 @@ pub enum PipelineError {
     Spawn(&'static str, std::io::Error),
     #[error("overlay: {0}")]
     Overlay(#[from] crate::overlay::OverlayError),
-    #[error("{0}")]
+    // Transparent: "{0}" plus the source would print the recorder's message twice in a chain.
+    #[error(transparent)]
     Record(#[from] crate::record::RecordError),
 }
 
@@ -279,13 +281,26 @@ impl RunningPipeline {
             )?),
             None => None,
         };
-        let rec = recorder.as_ref().map(|(r, _)| Arc::clone(r));
+        // From here on every thread started is the guard's: a later step that fails stops and
+        // joins them (and the recorder) before the error is returned, so nothing is left
+        // running detached.
+        let mut started = StartGuard {
+            control: Arc::clone(&control),
+            stages: Vec::with_capacity(3),
+            recorder,
+        };
+        let rec = started.recorder.as_ref().map(|(r, _)| Arc::clone(r));
         if let Some(r) = rec.as_ref().filter(|r| r.config().passthrough) {
             source.set_access_unit_sink(Arc::clone(r) as Arc<dyn AccessUnitSink>);
         }
         if cfg.record_at_start {
             if let Some(r) = &rec {
-                r.start()?;
+                if let Err(e) = r.start() {
+                    // The source may hold the recorder (its access-unit sink): let go of it
+                    // first, so the guard can join the recorder's threads.
+                    drop(source);
+                    return Err(e.into());
+                }
             }
         }
 
@@ -305,6 +320,7 @@ impl RunningPipeline {
                 acquire_stage(source, to_process, &control, &counters, profile, rec)
             })?
         };
+        started.stages.push(acquire);
         let process = {
             let (control, counters) = (Arc::clone(&control), Arc::clone(&counters));
             let pcfg = ProcessConfig::from_toggles(&cfg.toggles, info.tiled);
@@ -321,6 +337,7 @@ impl RunningPipeline {
                 process_stage(process_rx, to_preview, setup, &control, &counters)
             })?
         };
+        started.stages.push(process);
         let preview = {
             let (control, counters, latest) = (
                 Arc::clone(&control),
@@ -334,6 +351,11 @@ impl RunningPipeline {
                     preview_rx, overlay, &cfg, scene_w, &control, &counters, &latest,
                 )
             })?
+        };
+        drop(rec);
+        let (stages, recorder) = started.defuse();
+        let Ok([acquire, process]) = <[_; 2]>::try_from(stages) else {
+            unreachable!("both stages were pushed above");
         };
         Ok(RunningPipeline {
             control,
@@ -438,6 +460,42 @@ fn frames_in_flight(cfg: &PipelineConfig) -> usize {
     cfg.process_queue.max(1) + 7 + cfg.record.as_ref().map_or(0, |r| r.queue.max(1) + 1)
 }
 
+/// A recorder and the threads behind it.
+type RecorderParts = (Arc<Recorder>, RecorderThreads);
+
+/// What [`RunningPipeline::start`] has started so far; dropped on an error path it stops the
+/// stages, joins them and shuts the recorder down (a recording already started is finished
+/// and its manifest written).
+struct StartGuard {
+    control: Arc<Control>,
+    stages: Vec<JoinHandle<StageResult>>,
+    recorder: Option<RecorderParts>,
+}
+
+impl StartGuard {
+    /// Start succeeded: hands over what runs.
+    fn defuse(mut self) -> (Vec<JoinHandle<StageResult>>, Option<RecorderParts>) {
+        (std::mem::take(&mut self.stages), self.recorder.take())
+    }
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if self.stages.is_empty() && self.recorder.is_none() {
+            return;
+        }
+        self.control.request_stop();
+        // A stage whose neighbour never started sees its channel closed and ends; the stop
+        // request ends the acquire loop even while its output still has room.
+        for stage in self.stages.drain(..) {
+            let _ = stage.join();
+        }
+        if let Some((rec, threads)) = self.recorder.take() {
+            let _ = rec.shutdown(threads);
+        }
+    }
+}
+
 fn spawn(
     name: &'static str,
     f: impl FnOnce() -> StageResult + Send + 'static,
@@ -488,7 +546,9 @@ fn acquire_stage(
                 end_time,
             } => {
                 if let Some(r) = &recorder {
-                    r.event_span(
+                    // Not recording: nothing to write to. A full queue is counted by the
+                    // recorder (`record_events_dropped`); the stream itself goes on.
+                    let _ = r.event_span(
                         kind,
                         detail,
                         device_time.map(|t| t.0),

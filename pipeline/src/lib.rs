@@ -1,6 +1,7 @@
 //! eyetrack's frame pipeline: sources, the frame model, the processing stages and the profiler
 //! that times them. The `eyetrack` binary is a thin CLI over this library.
 
+pub mod child;
 pub mod cli;
 pub mod color;
 pub mod config;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
-use crate::cli::{parse_rgb as rgb, parse_size as size};
+use crate::cli::{parse_record_size as record_size, parse_rgb as rgb, parse_size as size};
 use crate::overlay::{MarkerShape, OverlayStyle, Rgb};
 use crate::streams::{Stream, StreamSwitches};
 
@@ -227,13 +227,7 @@ fn patched(current: &LiveValues, obj: &Map<String, Value>) -> Result<LiveValues,
             "record-fps" => v.record_fps = int(1, 30)?,
             // Checked and applied by [`stream_patch`] (they live in the stream switches).
             "gaze" | "imu" | "events" | "eyes" | "audio" => {}
-            "record-size" => {
-                let (w, h) = size(text()?).map_err(err)?;
-                if w % 2 != 0 || h % 2 != 0 || w < 16 || h < 16 {
-                    return Err(err(format!("{w}x{h} must be even and at least 16x16")));
-                }
-                v.record_size = Some((w, h));
-            }
+            "record-size" => v.record_size = Some(record_size(text()?).map_err(err)?),
             other => {
                 return Err(err(format!(
                     "unknown field '{other}'; changeable while running: {}",

@@ -1,12 +1,25 @@
 //! Platform capabilities (plan 0.1): Raspberry Pi model, usable cores, CPU model, ffmpeg and
-//! NVENC availability. Probed once per process; every failed probe degrades to "unknown".
+//! NVENC availability. Every failed probe degrades to "unknown".
+//!
+//! The fixed facts (architecture, kernel, CPU, Pi model, cores) come from `/proc` and a system
+//! call and cost nothing. The ffmpeg and NVENC facts cost up to three ffmpeg runs, one a test
+//! NVENC encode, so they are probed only when a choice needs them (`--encoder auto` or
+//! `nvenc` on a recording run; `eyetrack platform` probes always) and the result is kept for
+//! the rest of the boot in `$XDG_CACHE_HOME/eyetrack/platform-probe.json` (else
+//! `~/.cache/eyetrack/`). The cache is used only while its key matches: this boot's id
+//! (`/proc/sys/kernel/random/boot_id`, new at every boot), the ffmpeg binary (resolved path,
+//! size, modification time, inode) and the NVIDIA kernel driver (`/proc/driver/nvidia/version`,
+//! absent without one). Installing ffmpeg or a driver, loading or unloading the driver, or a
+//! reboot all change the key and make the next run probe again. What the key cannot see (a GPU
+//! whose encoder sessions were all busy during the probe) is why `--encoder nvenc` probes again
+//! on a cached "no" instead of refusing, and `eyetrack platform` refreshes the cache.
 
-use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PlatformCaps {
@@ -27,9 +40,13 @@ pub struct PlatformCaps {
     /// Cores this process may run on (sched_getaffinity), which is what matters under taskset
     /// or a container's cpuset.
     pub usable_cores: usize,
-    /// First line of `ffmpeg -version`, if ffmpeg runs.
+    /// First line of `ffmpeg -version`, if ffmpeg runs (null when not probed, see
+    /// `encoder_probe`).
     pub ffmpeg: Option<String>,
+    /// A test NVENC encode worked (false when not probed, see `encoder_probe`).
     pub has_nvenc: bool,
+    /// Where `ffmpeg` and `has_nvenc` come from.
+    pub encoder_probe: EncoderProbe,
 }
 
 /// A Raspberry Pi's new-style revision code (the `Revision` line of /proc/cpuinfo), decoded
@@ -48,11 +65,70 @@ pub struct PiBoard {
     pub pcb_revision: String,
 }
 
-static CAPS: OnceLock<PlatformCaps> = OnceLock::new();
+/// How the ffmpeg/NVENC facts of [`PlatformCaps`] were obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderProbe {
+    /// Nothing in this run needed them (no `auto`/`nvenc` encoder choice): not probed.
+    NotProbed,
+    /// Probed by this process.
+    Probed,
+    /// From this boot's earlier probe (see the module doc).
+    Cached,
+}
 
-/// The capabilities of this machine, probed on first use.
+static BASIC: OnceLock<PlatformCaps> = OnceLock::new();
+static WITH_ENCODERS: Mutex<Option<PlatformCaps>> = Mutex::new(None);
+static FRESH: OnceLock<PlatformCaps> = OnceLock::new();
+
+/// The fixed facts only (no child process); `encoder_probe` is `not_probed`.
+pub fn basic() -> &'static PlatformCaps {
+    BASIC.get_or_init(read_basic)
+}
+
+/// [`basic`] plus the ffmpeg and NVENC facts, from this boot's cache when its key matches,
+/// else probed (and cached). `recheck_no`: a cached "no NVENC" is probed again (the caller asked
+/// for NVENC by name). Once per process either way.
+pub fn with_encoders(recheck_no: bool) -> PlatformCaps {
+    let mut slot = WITH_ENCODERS.lock().unwrap_or_else(|p| p.into_inner());
+    let stale =
+        |c: &PlatformCaps| recheck_no && !c.has_nvenc && c.encoder_probe == EncoderProbe::Cached;
+    if let Some(c) = slot.as_ref().filter(|c| !stale(c)) {
+        return c.clone();
+    }
+    let key = CacheKey::now();
+    let cached = key
+        .as_ref()
+        .and_then(read_cache)
+        .filter(|c| c.has_nvenc || !recheck_no);
+    let caps = match cached {
+        Some(c) => PlatformCaps {
+            ffmpeg: c.ffmpeg,
+            has_nvenc: c.has_nvenc,
+            encoder_probe: EncoderProbe::Cached,
+            ..basic().clone()
+        },
+        None => {
+            let caps = probe_encoders();
+            if let Some(k) = key {
+                write_cache(&k, &caps);
+            }
+            caps
+        }
+    };
+    *slot = Some(caps.clone());
+    caps
+}
+
+/// Everything, probed now (`eyetrack platform`); the result replaces this boot's cache.
 pub fn detect() -> &'static PlatformCaps {
-    CAPS.get_or_init(probe)
+    FRESH.get_or_init(|| {
+        let caps = probe_encoders();
+        if let Some(k) = CacheKey::now() {
+            write_cache(&k, &caps);
+        }
+        caps
+    })
 }
 
 /// What /proc says about the board and its CPU.
@@ -84,11 +160,31 @@ pub fn parse_board(device_tree_model: Option<&[u8]>, cpuinfo: Option<&str>) -> B
     }
 }
 
-fn probe() -> PlatformCaps {
+fn read_basic() -> PlatformCaps {
     let board = parse_board(
         std::fs::read("/proc/device-tree/model").ok().as_deref(),
         std::fs::read_to_string("/proc/cpuinfo").ok().as_deref(),
     );
+    PlatformCaps {
+        arch: std::env::consts::ARCH.to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|s| s.trim().to_owned()),
+        cpu_model: board.cpu_model,
+        simd: simd_features(),
+        is_raspberry_pi: board.pi_model.is_some(),
+        pi_model: board.pi_model,
+        pi_board: board.pi_board,
+        usable_cores: usable_cores(),
+        ffmpeg: None,
+        has_nvenc: false,
+        encoder_probe: EncoderProbe::NotProbed,
+    }
+}
+
+fn probe_encoders() -> PlatformCaps {
+    let base = basic();
     let ffmpeg = run_with_timeout(
         "ffmpeg",
         &["-hide_banner", "-version"],
@@ -97,7 +193,7 @@ fn probe() -> PlatformCaps {
     .and_then(|out| out.lines().next().map(str::to_owned));
     // The Pi 5 has no hardware encoder; skip the probe there. Debian's ffmpeg lists
     // h264_nvenc whether or not a GPU and driver exist, so the probe encodes one frame.
-    let has_nvenc = board.pi_model.is_none()
+    let has_nvenc = !base.is_raspberry_pi
         && ffmpeg.is_some()
         && run_with_timeout(
             "ffmpeg",
@@ -127,19 +223,88 @@ fn probe() -> PlatformCaps {
         )
         .is_some();
     PlatformCaps {
-        arch: std::env::consts::ARCH.to_owned(),
-        os: std::env::consts::OS.to_owned(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()
-            .map(|s| s.trim().to_owned()),
-        cpu_model: board.cpu_model,
-        simd: simd_features(),
-        is_raspberry_pi: board.pi_model.is_some(),
-        pi_model: board.pi_model,
-        pi_board: board.pi_board,
-        usable_cores: usable_cores(),
         ffmpeg,
         has_nvenc,
+        encoder_probe: EncoderProbe::Probed,
+        ..base.clone()
+    }
+}
+
+/// What the cached probe depends on; a cache written under another key is ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct CacheKey {
+    boot_id: String,
+    /// The ffmpeg a probe would run, resolved, with its size, mtime (s, ns) and inode.
+    ffmpeg: Option<(PathBuf, u64, (i64, i64), u64)>,
+    nvidia_driver: Option<String>,
+}
+
+impl CacheKey {
+    /// `None` where there is no boot id (then nothing is cached).
+    fn now() -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()?
+            .trim()
+            .to_owned();
+        if boot_id.is_empty() {
+            return None;
+        }
+        let ffmpeg = crate::child::find_program(Path::new("ffmpeg"))
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .and_then(|p| {
+                let m = std::fs::metadata(&p).ok()?;
+                Some((p, m.len(), (m.mtime(), m.mtime_nsec()), m.ino()))
+            });
+        let nvidia_driver = std::fs::read_to_string("/proc/driver/nvidia/version")
+            .ok()
+            .map(|s| s.trim().to_owned());
+        Some(CacheKey {
+            boot_id,
+            ffmpeg,
+            nvidia_driver,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedProbe {
+    key: CacheKey,
+    ffmpeg: Option<String>,
+    has_nvenc: bool,
+}
+
+/// `$XDG_CACHE_HOME/eyetrack/platform-probe.json`, else under `$HOME/.cache`.
+pub fn cache_path() -> Option<PathBuf> {
+    Some(crate::config::xdg_dir("XDG_CACHE_HOME", ".cache")?.join("platform-probe.json"))
+}
+
+fn read_cache(key: &CacheKey) -> Option<CachedProbe> {
+    let bytes = std::fs::read(cache_path()?).ok()?;
+    serde_json::from_slice::<CachedProbe>(&bytes)
+        .ok()
+        .filter(|c| c.key == *key)
+}
+
+/// Best effort: a cache that cannot be written only means the next run probes again. Written
+/// to a temporary name and renamed, so a concurrent run reads the old file or the new one.
+fn write_cache(key: &CacheKey, caps: &PlatformCaps) {
+    let Some(path) = cache_path() else { return };
+    let Some(dir) = path.parent() else { return };
+    let entry = CachedProbe {
+        key: key.clone(),
+        ffmpeg: caps.ffmpeg.clone(),
+        has_nvenc: caps.has_nvenc,
+    };
+    let Ok(json) = serde_json::to_vec_pretty(&entry) else {
+        return;
+    };
+    let tmp = dir.join(format!(".platform-probe.{}.tmp", std::process::id()));
+    let ok = std::fs::create_dir_all(dir).is_ok()
+        && std::fs::write(&tmp, json).is_ok()
+        && std::fs::rename(&tmp, &path).is_ok();
+    if !ok {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
@@ -320,39 +485,18 @@ fn usable_cores() -> usize {
 
 /// Runs a probe command, returning its stdout if it exits successfully within `timeout`.
 pub fn run_with_timeout(program: &str, args: &[&str], timeout: Duration) -> Option<String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut stdout = child.stdout.take()?;
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let t0 = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let out = reader.join().ok()?;
-                return status.success().then_some(out);
-            }
-            Ok(None) if t0.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null());
+    let done = crate::child::output_within(&mut cmd, timeout).ok()?;
+    done.status
+        .success()
+        .then(|| String::from_utf8_lossy(&done.stdout).into_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     // Real texts of real boards, cited in fixtures/README.md ("platform/").
     const PI5_CPUINFO: &str = include_str!("../../fixtures/platform/pi5-cpuinfo.txt");
@@ -454,7 +598,8 @@ mod tests {
 
     #[test]
     fn detection_never_fails() {
-        let caps = detect();
+        let caps = basic();
+        assert_eq!(caps.encoder_probe, EncoderProbe::NotProbed);
         assert!(caps.usable_cores >= 1);
         assert!(!caps.arch.is_empty());
         assert_eq!(

@@ -296,6 +296,10 @@ pub struct Counters {
     pub record_repeats: AtomicU64,
     /// Frames the recorder could not take because its queue was full (counted and logged in events.csv, never silent).
     pub record_queue_full: AtomicU64,
+    /// Events (user events from `POST /events`, eye events, stream gaps) the recorder could
+    /// not queue for events.csv: its CSV queue was full (a stalled disk) or its writer gone.
+    /// The API answers such a user event with 503, never with 201.
+    pub record_events_dropped: AtomicU64,
     /// Bytes of encoded video on disk.
     pub record_video_bytes: AtomicU64,
     /// Bytes of CSV rows written to disk.
@@ -371,6 +375,7 @@ impl Counters {
             record_frames: g(&self.record_frames),
             record_repeats: g(&self.record_repeats),
             record_queue_full: g(&self.record_queue_full),
+            record_events_dropped: g(&self.record_events_dropped),
             record_video_bytes: g(&self.record_video_bytes),
             record_csv_bytes: g(&self.record_csv_bytes),
             record_csv_writes: g(&self.record_csv_writes),
@@ -418,6 +423,7 @@ pub struct CounterSnapshot {
     pub record_frames: u64,
     pub record_repeats: u64,
     pub record_queue_full: u64,
+    pub record_events_dropped: u64,
     pub record_video_bytes: u64,
     pub record_csv_bytes: u64,
     pub record_csv_writes: u64,

@@ -291,11 +291,13 @@ impl RunReport {
         }
         out += &format!(
             "recording: {} recording(s), {} frames written ({} repeats), {} skipped on a full \
-             queue, {} encoder restart(s), {:.1} MB video, {:.1} KB CSV in {} writes, {} fsyncs\n",
+             queue, {} event(s) dropped, {} encoder restart(s), {:.1} MB video, {:.1} KB CSV in \
+             {} writes, {} fsyncs\n",
             f.recordings,
             f.record_frames,
             f.record_repeats,
             f.record_queue_full,
+            f.record_events_dropped,
             f.encoder_restarts,
             f.record_video_bytes as f64 / 1048576.0,
             f.record_csv_bytes as f64 / 1024.0,

@@ -31,7 +31,8 @@ fn replay_allocates_nothing_per_frame_once_warm() {
             paced: false,
             duration: None,
             decoder,
-            loss: LossPolicy::Conceal,
+            // openh264 cannot conceal: it gets its own default (wait-idr).
+            loss: LossPolicy::default_for(decoder),
             decode: Default::default(),
             streams: Default::default(),
         })

@@ -110,7 +110,8 @@ fn fifty_start_stop_cycles_leak_nothing_and_every_recording_is_valid() {
 
     for s in &dirs {
         let frames = ffprobe_frames(&s.dir.join("scene_000.mkv"));
-        assert_eq!(frames, s.counts.frames, "{}", s.dir.display());
+        let manifest = std::fs::read_to_string(s.dir.join("session.json")).unwrap_or_default();
+        assert_eq!(frames, s.counts.frames, "{}: {manifest}", s.dir.display());
         let timing = std::fs::read_to_string(s.dir.join("frame_timing.csv")).unwrap();
         assert_eq!(timing.lines().count() as u64, frames + 1);
         let m: serde_json::Value =

@@ -58,6 +58,18 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Milliseconds of jitter: a finite 0..=10000 (an infinite or huge one would overflow the
+/// packet schedule, a negative one is an empty random range).
+fn parse_jitter(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("jitter '{s}' is not a number of milliseconds"))?;
+    if !(0.0..=10_000.0).contains(&v) {
+        return Err(format!("jitter '{s}' is outside 0..=10000 ms"));
+    }
+    Ok(v)
+}
+
 fn parse_loopback(s: &str) -> Result<Ipv4Addr, String> {
     let ip: Ipv4Addr = s
         .parse()
@@ -114,8 +126,9 @@ pub struct SimConfig {
     /// Fault: drop this percentage of RTP packets (seeded, per session).
     #[arg(long, default_value_t = 0.0, value_parser = parse_percent)]
     pub loss: f64,
-    /// Fault: delay each packet by a random 0..MS milliseconds (seeded; order is kept).
-    #[arg(long, default_value_t = 0.0)]
+    /// Fault: delay each packet by a random 0..MS milliseconds (seeded; order is kept;
+    /// 0-10000).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_jitter)]
     pub jitter: f64,
     /// Seed of --loss and --jitter.
     #[arg(long, default_value_t = 1)]
@@ -125,6 +138,14 @@ pub struct SimConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_is_range_checked() {
+        assert_eq!(parse_jitter("2.5"), Ok(2.5));
+        for bad in ["-1", "1e20", "inf", "NaN", "x"] {
+            assert!(parse_jitter(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn stall_specs() {

@@ -389,11 +389,13 @@ fn disk_full(cfg: &SoakConfig, dir: &Path, r: &mut CaseResult) {
         report = q(&dir.join("report.json")),
         stderr = q(&dir.join("stderr.txt")),
     );
-    let status = std::process::Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script])
+        .stdin(std::process::Stdio::null());
+    // A 6 s run: two minutes is a hang.
+    let status = pipeline::child::output_within(&mut cmd, Duration::from_secs(120))
+        .map(|f| f.status)
+        .map_err(|e| e.to_string());
     let status = match status {
         Ok(s) if s.code() == Some(97) => {
             r.skip("cannot mount a tmpfs in a private mount namespace (needs root)");

@@ -255,7 +255,8 @@ pub fn run(cfg: &SoakConfig, out: &Path, progress: impl Fn(&str)) -> std::io::Re
             .map(|d| d.as_secs())
             .unwrap_or(0),
         wall_seconds: started.elapsed().as_secs_f64(),
-        environment: serde_json::to_value(pipeline::platform::detect()).unwrap_or_default(),
+        environment: serde_json::to_value(pipeline::platform::with_encoders(false))
+            .unwrap_or_default(),
         config: cfg.clone(),
         cases: results,
     })

@@ -244,11 +244,11 @@ impl Drop for Watched {
 /// Sends signal `sig` (a name such as `KILL`) to `pid` with kill(1): the suite's only use of
 /// signals, not worth a binding.
 pub fn send_signal(pid: i32, sig: &str) -> bool {
-    Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let mut cmd = Command::new("kill");
+    cmd.args([&format!("-{sig}"), &pid.to_string()])
+        .stdin(Stdio::null());
+    pipeline::child::output_within(&mut cmd, std::time::Duration::from_secs(10))
+        .is_ok_and(|f| f.status.success())
 }
 
 /// Least-squares slope of `(t seconds, bytes)` in MB per minute, over the samples with

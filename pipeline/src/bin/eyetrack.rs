@@ -27,11 +27,11 @@ use pipeline::record::streams::{StatusPoll, StreamsConfig};
 use pipeline::record::{RecordConfig, RecordingSummary};
 use pipeline::report::{ReportInputs, RunReport};
 use pipeline::resources::ResourceMonitor;
-use pipeline::source::neon::live::DEFAULT_HTTP_PORT;
 use pipeline::source::neon::{
-    discover, DecodePolicy, FixtureConfig, FixtureSource, LossPolicy, NeonConfig, NeonSource,
-    RtspTransport,
+    discover, DecodePolicy, DeviceAddr, FixtureConfig, FixtureSource, LossPolicy, NeonConfig,
+    NeonSource, RtspTransport,
 };
+use pipeline::source::spec::{parse_source, SourceSpec};
 use pipeline::source::synthetic::{SyntheticConfig, SyntheticFormat, SyntheticSource};
 use pipeline::source::Source;
 use pipeline::streams::StreamSet;
@@ -69,69 +69,6 @@ enum ConfigCommand {
     /// Print the effective configuration of `eyetrack run` with these flags (and the config
     /// file) as TOML: a config file that gives exactly this configuration.
     Show(Box<RunArgs>),
-}
-
-/// Where frames come from.
-#[derive(Clone, Debug, PartialEq)]
-enum SourceSpec {
-    Synthetic,
-    /// A recorded fixture (.etfx) replayed in-process.
-    Fixture(PathBuf),
-    /// A Neon Companion's HTTP API.
-    Neon {
-        host: String,
-        port: u16,
-    },
-    /// Find the Neon over mDNS.
-    Discover,
-}
-
-fn parse_source(s: &str) -> Result<SourceSpec, String> {
-    if s == "synthetic" {
-        return Ok(SourceSpec::Synthetic);
-    }
-    if s == "discover" {
-        return Ok(SourceSpec::Discover);
-    }
-    if let Some(path) = s.strip_prefix("fixture:") {
-        if path.is_empty() {
-            return Err(
-                "fixture: needs a path, e.g. fixture:fixtures/neon/synthetic-12s.etfx".into(),
-            );
-        }
-        return Ok(SourceSpec::Fixture(PathBuf::from(path)));
-    }
-    if let Some(rest) = s.strip_prefix("neon://") {
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') || h.starts_with('[') => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse::<u16>()
-                    .map_err(|_| format!("bad port in '{s}' (expected neon://HOST[:PORT])"))?,
-            ),
-            _ => (rest, DEFAULT_HTTP_PORT),
-        };
-        if host.is_empty() {
-            return Err(format!("'{s}' names no host (expected neon://HOST[:PORT])"));
-        }
-        return Ok(SourceSpec::Neon {
-            host: host.to_string(),
-            port,
-        });
-    }
-    Err(format!(
-        "unknown source '{s}' (expected synthetic, fixture:PATH, neon://HOST[:PORT] or discover)"
-    ))
-}
-
-fn parse_fps(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("fps '{s}' is not a number"))?;
-    if !(v > 0.0 && v <= 240.0) {
-        return Err(format!("fps '{s}' is outside (0, 240]"));
-    }
-    Ok(v)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -190,9 +127,10 @@ struct RunArgs {
     #[arg(long, default_value = "libav")]
     decoder: DecoderKind,
     /// Neon and fixture sources: after packet loss, show concealed pictures until the next
-    /// IDR (conceal) or nothing until it (wait-idr).
-    #[arg(long, value_enum, default_value_t = LossPolicy::Conceal)]
-    loss_policy: LossPolicy,
+    /// IDR (conceal) or nothing until it (wait-idr). Default: conceal with --decoder libav,
+    /// wait-idr with openh264 (which cannot conceal: conceal with it is refused).
+    #[arg(long, value_enum)]
+    loss_policy: Option<LossPolicy>,
     /// Neon and fixture sources: set up the gaze stream (off: no RTSP session for it, and a
     /// replay skips its packets).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
@@ -300,7 +238,7 @@ struct RunArgs {
     #[arg(long, value_parser = cli::parse_size, default_value = "1600x1200")]
     resolution: (usize, usize),
     /// Synthetic source: frames per second.
-    #[arg(long, value_parser = parse_fps, default_value = "30")]
+    #[arg(long, value_parser = cli::parse_fps, default_value = "30")]
     fps: f64,
     /// Synthetic source: seed of the deterministic content.
     #[arg(long, default_value_t = 1)]
@@ -330,8 +268,9 @@ struct RunArgs {
     #[arg(long, requires = "control")]
     control_allow_remote: bool,
     /// Bearer token every control request must carry (default: env EYETRACK_CONTROL_TOKEN).
-    #[arg(long, value_name = "TOKEN", requires = "control")]
-    control_token: Option<String>,
+    /// A secret: redacted in session.json, report.json, `config show` and logs.
+    #[arg(long, value_name = "TOKEN", requires = "control", value_parser = cli::parse_secret)]
+    control_token: Option<cli::Secret>,
     /// File layout of recordings: eyetrack (a rec-<UTC time> folder per recording) or logger
     /// (RPi_Logger's numbered trial files `{prefix}_{TYPE}_trial{NNN}` in
     /// `{session-dir}/EyeTracker-Neon/`, with its CSV columns and defaults).
@@ -353,7 +292,7 @@ struct RunArgs {
     /// Recorded frame size, scaled with the preview's filter. Default: the scene's size; with
     /// --layout logger the scene scaled to 1280 wide (1280x960 for the Neon), or 1280x720 with
     /// --record-fit letterbox.
-    #[arg(long, value_parser = cli::parse_size, requires = "recording")]
+    #[arg(long, value_parser = cli::parse_record_size, requires = "recording")]
     record_size: Option<(usize, usize)>,
     /// How the scene fills a recorded frame of another aspect ratio.
     #[arg(long, value_enum, default_value_t = RecordFit::Stretch, requires = "recording")]
@@ -503,7 +442,7 @@ impl RunArgs {
     fn record_config(
         &self,
         toggles: &Toggles,
-        caps: &platform::PlatformCaps,
+        caps: &mut platform::PlatformCaps,
         scene: (usize, usize),
         source: &pipeline::source::SourceInfo,
         delivers_h264: bool,
@@ -531,8 +470,8 @@ impl RunArgs {
         rc.size = self.record_size(scene);
         rc.letterbox = self.record_fit == RecordFit::Letterbox;
         rc.selection = toggles.frame_selection;
-        rc.encoder = toggles.encoder.resolve(caps.has_nvenc)?;
-        if rc.encoder == EncoderKind::Passthrough {
+        let set = self.stream_set();
+        if toggles.encoder == EncoderKind::Passthrough {
             anyhow::ensure!(delivers_h264, PASSTHROUGH_NEEDS_H264);
             anyhow::ensure!(
                 self.overlay_encoder != EncoderKind::Passthrough,
@@ -540,8 +479,19 @@ impl RunArgs {
             );
             rc.passthrough = true;
             rc.overlay_video = self.record_overlay.is_some_and(OnOff::is_on);
-            rc.encoder = self.overlay_encoder.resolve(caps.has_nvenc)?;
+            // The re-encoder serves the overlay video and the eye video; with neither it is
+            // never started, and its choice must not cost a platform probe.
+            rc.encoder = if rc.overlay_video || set.eyes {
+                self.overlay_encoder
+                    .resolve(nvenc_for(self.overlay_encoder, caps))?
+            } else {
+                match self.overlay_encoder {
+                    EncoderKind::Auto => EncoderKind::Ffmpeg,
+                    k => k,
+                }
+            };
         } else {
+            rc.encoder = toggles.encoder.resolve(nvenc_for(toggles.encoder, caps))?;
             anyhow::ensure!(
                 self.record_overlay.is_none_or(OnOff::is_on),
                 "--record-overlay off needs --encoder passthrough (otherwise nothing is recorded)"
@@ -551,7 +501,6 @@ impl RunArgs {
         rc.encoder_threads = toggles
             .encoder_threads
             .resolve(rc.fps, caps.usable_cores.max(1));
-        let set = self.stream_set();
         rc.streams = StreamsConfig {
             eyes: set.eyes,
             eyes_fps: self.eyes_fps,
@@ -579,7 +528,7 @@ impl RunArgs {
             ..OverlayStyle::default()
         };
         rc.manifest_extra = serde_json::json!({
-            "command_line": std::env::args().collect::<Vec<_>>(),
+            "command_line": cli::redacted_command_line(&command()),
             "toggles": toggles,
             "source": source,
             "platform": caps,
@@ -588,6 +537,16 @@ impl RunArgs {
         });
         rc.prepare()?;
         Ok(Some(rc))
+    }
+
+    /// `--loss-policy`, or the decoder's default; a combination the decoder cannot follow is
+    /// refused before anything streams.
+    fn loss_policy(&self) -> anyhow::Result<LossPolicy> {
+        let loss = self
+            .loss_policy
+            .unwrap_or(LossPolicy::default_for(self.decoder));
+        loss.check(self.decoder).map_err(anyhow::Error::msg)?;
+        Ok(loss)
     }
 
     fn is_logger(&self) -> bool {
@@ -659,6 +618,14 @@ impl RunArgs {
             } else {
                 "the scene's size".to_string()
             }),
+            "loss-policy" if self.loss_policy.is_none() => Some(format!(
+                "{} with --decoder {}",
+                match LossPolicy::default_for(self.decoder) {
+                    LossPolicy::Conceal => "conceal",
+                    LossPolicy::WaitIdr => "wait-idr",
+                },
+                self.decoder.name()
+            )),
             _ => self.preset_default(key),
         }
     }
@@ -688,6 +655,17 @@ impl RunArgs {
             ..OverlayStyle::default()
         }
     }
+}
+
+/// Whether encoder choice `kind` may use NVENC here. Only `auto` and `nvenc` depend on it, and
+/// only they run the platform's ffmpeg/NVENC probe (cached per boot; a cached "no" is probed
+/// again for an explicit `nvenc`); `caps` then holds the probed facts for the manifest and the
+/// report.
+fn nvenc_for(kind: EncoderKind, caps: &mut platform::PlatformCaps) -> bool {
+    if matches!(kind, EncoderKind::Auto | EncoderKind::Nvenc) {
+        *caps = platform::with_encoders(kind == EncoderKind::Nvenc);
+    }
+    caps.has_nvenc
 }
 
 /// The command with the run flags' later occurrences overriding earlier ones, so config-file
@@ -784,7 +762,9 @@ fn main() -> ExitCode {
         Command::Platform => serde_json::to_string_pretty(platform::detect())
             .map(|s| println!("{s}"))
             .map_err(Into::into),
-        Command::Fixture(cmd) => pipeline::fixture::cli::run(cmd),
+        Command::Fixture(cmd) => {
+            pipeline::fixture::cli::run(cmd, cli::redacted_command_line(&command()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -857,8 +837,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             let token = args
                 .control_token
                 .clone()
-                .or_else(|| std::env::var("EYETRACK_CONTROL_TOKEN").ok())
-                .filter(|t| !t.is_empty());
+                .or_else(|| {
+                    std::env::var("EYETRACK_CONTROL_TOKEN")
+                        .ok()
+                        .map(cli::Secret::new)
+                })
+                .filter(|t| !t.expose().is_empty());
             Some(BoundControl::bind(ControlConfig {
                 addr,
                 allow_remote: args.control_allow_remote,
@@ -871,7 +855,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let paced = !args.as_fast_as_possible;
     let streams = args.stream_set();
     // The device whose status --status-log polls.
-    let mut device: Option<(String, u16)> = None;
+    let mut device: Option<DeviceAddr> = None;
     if matches!(args.source, SourceSpec::Synthetic) {
         anyhow::ensure!(
             !streams.eyes && !streams.audio,
@@ -897,24 +881,25 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 paced,
                 duration: args.duration,
                 decoder: args.decoder,
-                loss: args.loss_policy,
+                loss: args.loss_policy()?,
                 decode: args.decode_policy(),
                 streams,
             })
             .with_context(|| format!("fixture {}", path.display()))?,
         ),
-        SourceSpec::Neon { host, port } => {
-            device = Some((host.clone(), *port));
-            Box::new(neon_source(&args, host.clone(), *port)?)
+        SourceSpec::Neon(addr) => {
+            device = Some(addr.clone());
+            Box::new(neon_source(&args, addr.clone())?)
         }
         SourceSpec::Discover => {
             let found = discover::browse(args.discover_timeout)?;
             let dev = discover::choose(found, args.device.as_deref(), args.discover_timeout)?;
+            let addr = dev.addr()?;
             if !args.quiet {
-                tracing::info!("found {:?} at {}:{}", dev.name, dev.host, dev.port);
+                tracing::info!("found {:?} at {addr}", dev.name);
             }
-            device = Some((dev.host.clone(), dev.port));
-            Box::new(neon_source(&args, dev.host, dev.port)?)
+            device = Some(addr.clone());
+            Box::new(neon_source(&args, addr)?)
         }
     };
     if let Some(path) = &args.report {
@@ -923,7 +908,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.flamegraph {
         check_writable(path, "flamegraph")?;
     }
-    let caps = platform::detect();
+    if let Some(path) = &args.snapshot {
+        check_writable(path, "snapshot")?;
+    }
+    // The fixed facts only; a recording's `auto`/`nvenc` encoder choice adds the probe.
+    let mut caps = platform::basic().clone();
     let info = source.info();
     let scene = (
         info.width,
@@ -933,14 +922,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             info.height
         },
     );
-    let mut record = args.record_config(&toggles, caps, scene, &info, source.delivers_h264())?;
+    let mut record =
+        args.record_config(&toggles, &mut caps, scene, &info, source.delivers_h264())?;
     if let Some(interval) = args.status_log {
-        let (Some((host, port)), Some(rc)) = (&device, record.as_mut()) else {
+        let (Some(device), Some(rc)) = (&device, record.as_mut()) else {
             anyhow::bail!("--status-log needs a neon:// (or discover) source and --record");
         };
         rc.streams.status = Some(StatusPoll {
-            host: host.clone(),
-            port: *port,
+            device: device.clone(),
             interval,
         });
     }
@@ -993,13 +982,26 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let monitor = ResourceMonitor::start(Duration::from_millis(250));
     let running = RunningPipeline::start(source, cfg.clone(), Arc::clone(&control))?;
     let source_info = running.source_info().clone();
+    // From here on an error does not return at once: it stops the pipeline, and the run ends
+    // as after Ctrl-C (recordings closed, threads joined, the report written, with the error
+    // in it), then fails with that error.
+    let mut failure: Option<anyhow::Error> = None;
+    let mut fail = |e: anyhow::Error| {
+        control.request_stop();
+        failure.get_or_insert(e);
+    };
     let control_server = match control_bound {
-        Some(bound) => {
-            let server = bound.serve(PipelineHandles::new(&running, live_phases))?;
-            // Always said (also with -q): with port 0 it is the only way to learn the port.
-            tracing::info!("control API and preview on http://{}/", server.local_addr());
-            Some(server)
-        }
+        Some(bound) => match bound.serve(PipelineHandles::new(&running, live_phases)) {
+            Ok(server) => {
+                // Always said (also with -q): with port 0 it is the only way to learn the port.
+                tracing::info!("control API and preview on http://{}/", server.local_addr());
+                Some(server)
+            }
+            Err(e) => {
+                fail(e.into());
+                None
+            }
+        },
         None => None,
     };
     let live = !args.quiet && std::io::stderr().is_terminal();
@@ -1038,9 +1040,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 if last_toggle.elapsed() >= period {
                     last_toggle = Instant::now();
                     if rec.active().is_some() {
-                        recordings.push(rec.stop()?);
-                    } else if reported_error.is_none() && !stop_logged {
-                        rec.start()?;
+                        match rec.stop() {
+                            Ok(s) => recordings.push(s),
+                            Err(e) => fail(anyhow::Error::new(e).context("--record-cycle stop")),
+                        }
+                    } else if reported_error.is_none() && !stop_logged && !control.stopping() {
+                        if let Err(e) = rec.start() {
+                            fail(anyhow::Error::new(e).context("--record-cycle start"));
+                        }
                     }
                 }
             }
@@ -1069,29 +1076,40 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let resources = monitor.stop();
     let flamegraph = match (sampler, &args.flamegraph) {
         (Some(sampler), Some(path)) => {
-            let stats = sampler
+            match sampler
                 .finish(path, &flamegraph_title(&args, &toggles, paced))
-                .context("flamegraph")?;
-            if stats.samples == 0 {
-                tracing::warn!(
-                    "the flamegraph took no samples (run too short for {} Hz)",
-                    stats.frequency_hz
-                );
+                .context("flamegraph")
+            {
+                Ok(stats) => {
+                    if stats.samples == 0 {
+                        tracing::warn!(
+                            "the flamegraph took no samples (run too short for {} Hz)",
+                            stats.frequency_hz
+                        );
+                    }
+                    Some(FlamegraphInfo::new(path, &stats))
+                }
+                Err(e) => {
+                    fail(e);
+                    None
+                }
             }
-            Some(FlamegraphInfo::new(path, &stats))
         }
         _ => None,
     };
     if let Some(path) = &args.snapshot {
-        let (frame, _) = latest
+        let written = latest
             .get()
-            .context("no preview frame was displayed, so there is no snapshot")?;
-        write_ppm(path, &frame)?;
+            .context("no preview frame was displayed, so there is no snapshot")
+            .and_then(|(frame, _)| write_ppm(path, &frame));
+        if let Err(e) = written {
+            fail(e);
+        }
     }
-    let report = RunReport::build(
+    let mut report = RunReport::build(
         &outcome,
         ReportInputs {
-            command_line: std::env::args().collect(),
+            command_line: cli::redacted_command_line(&command()),
             scenario,
             source: source_info,
             toggles,
@@ -1101,8 +1119,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             flamegraph,
             recordings,
         },
-        caps,
+        &caps,
     );
+    if let Some(e) = &failure {
+        report.error = Some(cli::one_line(&format!("{e:#}")));
+    }
     if !args.quiet {
         println!("{}", report.render_tables());
         if let Some(f) = &report.flamegraph {
@@ -1126,21 +1147,24 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             println!("report written to {}", path.display());
         }
     }
+    if let Some(e) = failure {
+        return Err(e);
+    }
     if let Some(e) = &outcome.error {
         anyhow::bail!("the run ended early: {e}");
     }
     Ok(())
 }
 
-fn neon_source(args: &RunArgs, host: String, port: u16) -> anyhow::Result<NeonSource> {
+fn neon_source(args: &RunArgs, device: DeviceAddr) -> anyhow::Result<NeonSource> {
     anyhow::ensure!(
         !args.as_fast_as_possible,
         "--as-fast-as-possible applies to replayed sources, not to a live device"
     );
-    let mut cfg = NeonConfig::new(host, port);
+    let mut cfg = NeonConfig::new(device);
     cfg.transport = args.rtsp_transport;
     cfg.decoder = args.decoder;
-    cfg.loss = args.loss_policy;
+    cfg.loss = args.loss_policy()?;
     cfg.decode = args.decode_policy();
     cfg.duration = args.duration;
     cfg.streams = args.stream_set();
@@ -1190,7 +1214,9 @@ fn flamegraph_title(args: &RunArgs, toggles: &Toggles, paced: bool) -> String {
     )
 }
 
-/// Fails before streaming if an output cannot be written, rather than after the run.
+/// Fails before streaming if an output cannot be written, rather than after the run. A file
+/// that did not exist is created to prove it can be, then removed again: a run that fails
+/// before writing it leaves no empty file behind.
 fn check_writable(path: &std::path::Path, what: &str) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -1201,13 +1227,25 @@ fn check_writable(path: &std::path::Path, what: &str) -> anyhow::Result<()> {
         "{what} folder {} does not exist",
         dir.display()
     );
-    let probe = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    anyhow::ensure!(!path.is_dir(), "{what} {} is a folder", path.display());
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
         .open(path)
-        .with_context(|| format!("cannot write {what} {}", path.display()))?;
-    drop(probe);
-    Ok(())
+    {
+        Ok(probe) => {
+            drop(probe);
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing the write test {}", path.display()))
+        }
+        // There already: writable if it opens for writing (without truncating it now).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .with_context(|| format!("cannot write {what} {}", path.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot write {what} {}", path.display())),
+    }
 }
 
 fn status_line(running: &RunningPipeline, monitor: &ResourceMonitor, elapsed: Duration, fps: f64) {

@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 
 use super::routes::{ApiError, AppState};
 use super::{ControlConfig, ControlError, MIN_REMOTE_TOKEN_LEN};
+use crate::cli::Secret;
 
 /// Refuses a non-loopback address without `allow_remote` and a strong token; refuses a token
 /// that could not travel in a header.
 pub fn check_bind_policy(cfg: &ControlConfig) -> Result<(), ControlError> {
-    if let Some(t) = &cfg.token {
+    if let Some(t) = cfg.token.as_ref().map(Secret::expose) {
         if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ControlError::BadToken);
         }
@@ -27,7 +28,7 @@ pub fn check_bind_policy(cfg: &ControlConfig) -> Result<(), ControlError> {
     if !cfg.allow_remote {
         return Err(ControlError::RemoteNotAllowed { addr: cfg.addr });
     }
-    match &cfg.token {
+    match cfg.token.as_ref().map(Secret::expose) {
         None => Err(ControlError::RemoteNeedsToken { addr: cfg.addr }),
         Some(t) if t.len() < MIN_REMOTE_TOKEN_LEN => Err(ControlError::WeakToken),
         Some(_) => Ok(()),
@@ -37,13 +38,13 @@ pub fn check_bind_policy(cfg: &ControlConfig) -> Result<(), ControlError> {
 /// What every request is checked against.
 #[derive(Debug)]
 pub struct AuthPolicy {
-    token: Option<String>,
+    token: Option<Secret>,
     /// Bound to a loopback address: then the Host header must name loopback too.
     loopback: bool,
 }
 
 impl AuthPolicy {
-    pub fn new(token: Option<String>, bound: SocketAddr) -> Self {
+    pub fn new(token: Option<Secret>, bound: SocketAddr) -> Self {
         AuthPolicy {
             token,
             loopback: bound.ip().is_loopback(),
@@ -90,7 +91,7 @@ impl AuthPolicy {
         };
         let presented = bearer(headers).or_else(|| query.and_then(query_token));
         match presented {
-            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(t) if constant_time_eq(t.as_bytes(), expected.expose().as_bytes()) => Ok(()),
             Some(_) => Err(ApiError::unauthorized("wrong token")),
             None => Err(ApiError::unauthorized(
                 "this server needs 'Authorization: Bearer <token>'",
@@ -176,7 +177,7 @@ mod tests {
         ControlConfig {
             addr: addr.parse().unwrap(),
             allow_remote,
-            token: token.map(str::to_owned),
+            token: token.map(Secret::new),
         }
     }
 
@@ -213,7 +214,7 @@ mod tests {
 
     #[test]
     fn token_from_header_or_query() {
-        let p = AuthPolicy::new(Some("s3cret".into()), "127.0.0.1:1".parse().unwrap());
+        let p = AuthPolicy::new(Some(Secret::new("s3cret")), "127.0.0.1:1".parse().unwrap());
         let get = Method::GET;
         assert!(p.check(&get, &HeaderMap::new(), None).is_err());
         let ok = headers(&[(header::AUTHORIZATION, "Bearer s3cret")]);

@@ -42,7 +42,7 @@ pub struct ControlConfig {
     /// Explicit consent to listen on a non-loopback address (`--control-allow-remote`).
     pub allow_remote: bool,
     /// When set, every request needs `Authorization: Bearer <token>` (RFC 6750).
-    pub token: Option<String>,
+    pub token: Option<crate::cli::Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ use super::auth::{self, AuthPolicy};
 use super::preview::PreviewFeed;
 use super::status::StatusState;
 use super::{metrics, PipelineHandles, MAX_BODY_BYTES};
-use crate::record::{RecordError, Recorder, RecordingSummary};
+use crate::record::{EventNotQueued, RecordError, Recorder, RecordingSummary};
 use crate::time::{MonoNanos, UnixNanos};
 
 /// The page at `/`: self-contained (no external scripts, styles or fonts).
@@ -67,6 +67,10 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"eyetrack\""),
             );
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }
@@ -115,6 +119,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/config", get(config_get).merge(put(config_put)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(read_body_in_time))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require,
@@ -123,11 +128,56 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// How long a client may take to send a request's body once its headers are in (bodies are
+/// at most [`MAX_BODY_BYTES`], a few dozen bytes in practice).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the body (up to [`MAX_BODY_BYTES`]) within [`BODY_READ_TIMEOUT`] before any handler
+/// runs, so a client that dribbles its body cannot hold a connection and a handler either; runs
+/// after the token check, so an unauthorized body is never read.
+async fn read_body_in_time(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    );
+    let bytes = match read.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large = e.into_inner().is::<http_body_util::LengthLimitError>();
+            return if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body over {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "the request body broke off")
+            }
+            .into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+            .into_response()
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
 /// Serves until `stop` turns true; samples the status rates once a second meanwhile.
 pub async fn serve(
     listener: std::net::TcpListener,
     state: Arc<AppState>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -151,18 +201,10 @@ pub async fn serve(
     };
     let app = router(Arc::clone(&state));
     let mut deadline = stop.clone();
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     // A client that stopped reading would hold a graceful shutdown forever: after the grace
     // period the runtime is dropped with the thread, which closes whatever is still open.
     tokio::select! {
-        r = std::future::IntoFuture::into_future(server) => {
-            if let Err(e) = r {
-                state.status.set_error(format!("control API: {e}"));
-            }
-        }
+        () = accept_loop(listener, app, stop) => {}
         _ = async {
             let _ = deadline.wait_for(|s| *s).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -173,6 +215,66 @@ pub async fn serve(
 
 /// How long open connections get to finish once the server is asked to stop.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(750);
+
+/// How long a client may take to send a request's headers, from connecting (or from the end
+/// of the previous response on a kept-alive connection). A client that connects and sends
+/// nothing, or dribbles a header a byte at a time, is disconnected after this, so with
+/// `--control-allow-remote` nobody on the network can hold the server's connections open
+/// (slowloris). Streaming replies (the MJPEG preview) are not affected: the limit applies
+/// only while a request head is awaited. hyper has such a limit but applies it only with a
+/// timer, which `axum::serve` does not give it; so the server sets up its connections here.
+/// 20 s rather than less because the same limit closes an idle kept-alive connection, and
+/// clients that reuse pooled connections without retrying (ureq keeps them 15 s) must not find
+/// theirs closed under them.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Connections served at once; one more is closed at accept (a browser opens about six).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Accepts connections until `stop`, each served by hyper's HTTP/1 with
+/// [`HEADER_READ_TIMEOUT`]; then asks open connections to finish and waits for them.
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router, stop: watch::Receiver<bool>) {
+    let mut conns = tokio::task::JoinSet::new();
+    let mut stopped = stop.clone();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => r,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let stream = match stream {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors and the like: wait a little rather than spin.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        while conns.try_join_next().is_some() {}
+        if conns.len() >= MAX_CONNECTIONS {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop.clone();
+        conns.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let asked_to_stop = tokio::select! {
+                _ = conn.as_mut() => false,
+                r = stop.wait_for(|s| *s) => r.is_ok(),
+            };
+            if asked_to_stop {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        });
+    }
+    while conns.join_next().await.is_some() {}
+}
 
 async fn page() -> Response {
     (
@@ -338,11 +440,12 @@ async fn event(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejectio
     if rec.active().is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "not recording: events go into a recording's events.csv",
+            EventNotQueued::NotRecording.to_string(),
         ));
     }
     let device_time = device_time_now(&s);
-    rec.event("user", name.clone(), device_time.map(|t| t.0));
+    rec.event("user", name.clone(), device_time.map(|t| t.0))
+        .map_err(event_refused)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -352,6 +455,17 @@ async fn event(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejectio
         })),
     )
         .into_response())
+}
+
+/// An event the recorder did not take: 409 if the recording ended meanwhile, else 503 with
+/// `Retry-After` (the CSV queue is full behind a slow disk, or its writer is gone), so a
+/// client knows the event is not in events.csv.
+fn event_refused(e: EventNotQueued) -> ApiError {
+    let status = match e {
+        EventNotQueued::NotRecording => StatusCode::CONFLICT,
+        EventNotQueued::QueueFull | EventNotQueued::WriterGone => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(status, e.to_string())
 }
 
 #[derive(Deserialize)]
@@ -426,4 +540,108 @@ async fn config_put(
     let mut j = v.to_json();
     crate::live_config::streams_json(&control.streams, &mut j);
     Ok(Json(j).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::{Control, LatestPreview};
+    use crate::frame::PixelFormat;
+    use crate::profile::{Counters, StageProfile};
+    use crate::record::RecordConfig;
+    use crate::source::SourceInfo;
+
+    /// `POST /events` while the recorder's CSV queue is full (a disk that stopped answering):
+    /// 503 with Retry-After and the event counted, never 201 for an event that is not in
+    /// events.csv. The handler, the recorder and its writer are the real ones; only the queue
+    /// in front of the writer is swapped for a full one that nobody drains.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_event_that_cannot_be_queued_gets_503_not_201() {
+        let root = tempfile::tempdir().unwrap();
+        let mut cfg = RecordConfig::new(root.path().to_owned());
+        cfg.fsync_every = 0;
+        cfg.prepare().unwrap();
+        let control = Arc::new(Control::default());
+        let counters = Arc::new(Counters::default());
+        let (mut rec, threads) = Recorder::spawn(
+            cfg,
+            (320, 240),
+            30.0,
+            Arc::clone(&control),
+            Arc::clone(&counters),
+            StageProfile::new(false),
+            false,
+        )
+        .unwrap();
+        rec.start().unwrap();
+        let latest = Arc::new(LatestPreview::default());
+        let preview =
+            super::super::preview::PreviewEncoder::start(Arc::clone(&latest), 30.0).unwrap();
+        let state = |rec: &Arc<Recorder>, preview: &super::super::preview::PreviewEncoder| {
+            Arc::new(AppState {
+                status: StatusState::new(),
+                summaries: Mutex::new(Vec::new()),
+                preview: preview.feed(),
+                auth: AuthPolicy::new(None, "127.0.0.1:1".parse().unwrap()),
+                handles: PipelineHandles {
+                    control: Arc::clone(&control),
+                    counters: Arc::clone(&counters),
+                    latest: Arc::clone(&latest),
+                    recorder: Some(Arc::clone(rec)),
+                    source: SourceInfo {
+                        kind: "test".into(),
+                        width: 320,
+                        height: 240,
+                        fps: 30.0,
+                        format: PixelFormat::I420,
+                        tiled: false,
+                        duration_s: None,
+                    },
+                    phases: None,
+                },
+            })
+        };
+        let post = |s: Arc<AppState>, name: &str| {
+            let body = Bytes::from(format!("{{\"name\": \"{name}\"}}"));
+            async move {
+                match event(State(s), Ok(body)).await {
+                    Ok(r) => r,
+                    Err(e) => e.into_response(),
+                }
+            }
+        };
+
+        let ok = post(state(&rec, &preview), "accepted").await;
+        assert_eq!(ok.status(), StatusCode::CREATED);
+
+        let (full_tx, full_rx) = crossbeam_channel::bounded(1);
+        let real = Arc::get_mut(&mut rec)
+            .expect("only the test holds the recorder")
+            .swap_csv_queue(full_tx.clone());
+        let filler = crate::record::csv_files::CsvMsg::Sync;
+        full_tx.try_send(filler).unwrap();
+        let refused = post(state(&rec, &preview), "refused").await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            refused.headers().get(header::RETRY_AFTER).unwrap(),
+            HeaderValue::from_static("1")
+        );
+        assert_eq!(counters.snapshot().record_events_dropped, 1);
+        // The writer gone altogether: still 503, still counted.
+        drop(full_rx);
+        let gone = post(state(&rec, &preview), "gone").await;
+        assert_eq!(gone.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(counters.snapshot().record_events_dropped, 2);
+
+        Arc::get_mut(&mut rec).unwrap().swap_csv_queue(real);
+        let summary = rec.stop().unwrap();
+        let events = std::fs::read_to_string(summary.dir.join("events.csv")).unwrap();
+        assert!(events.contains("accepted"), "{events}");
+        assert!(
+            !events.contains("refused") && !events.contains("gone"),
+            "{events}"
+        );
+        preview.stop();
+        let _ = rec.shutdown(threads);
+    }
 }

@@ -124,6 +124,7 @@ impl StatusState {
                 .record_frames
                 .saturating_sub(self.record_base.load(Ordering::Relaxed)),
             queue_full: c.record_queue_full,
+            events_dropped: c.record_events_dropped,
         };
         let recording = RecordingStatus {
             frames: if recording.active.is_some() {
@@ -171,6 +172,9 @@ pub struct RecordingStatus {
     pub frames: u64,
     /// Frames and samples the recorder had to skip since the run started.
     pub queue_full: u64,
+    /// Events that could not be queued for events.csv since the run started (a `POST /events`
+    /// that got 503 is one of them).
+    pub events_dropped: u64,
 }
 
 /// The `/status` body.

@@ -171,6 +171,9 @@ impl RecordConfig {
                 "encoder must be resolved before recording".into(),
             ));
         }
+        if self.overlay_video || self.streams.eyes {
+            self.encoder.check_quality(self.crf)?;
+        }
         let root = &self.root;
         if !root.is_dir() {
             let parent = root
@@ -213,7 +216,7 @@ impl RecordConfig {
             })?;
         if self.overlay_video
             && matches!(self.encoder, EncoderKind::Ffmpeg | EncoderKind::Nvenc)
-            && !ffmpeg_sidecar::command::ffmpeg_is_installed()
+            && crate::child::find_program(&ffmpeg_sidecar::paths::ffmpeg_path()).is_none()
         {
             return Err(RecordError::Encoder(EncodeError::Missing));
         }
@@ -330,6 +333,38 @@ pub struct Recorder {
     streams: Option<streams::StreamRecorder>,
 }
 
+/// Why an event did not go into events.csv.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EventNotQueued {
+    #[error("not recording: events go into a recording's events.csv")]
+    NotRecording,
+    #[error(
+        "the recorder's CSV queue is full (the disk is not keeping up): the event was not \
+         recorded (counted in record_events_dropped); try again"
+    )]
+    QueueFull,
+    #[error(
+        "the recorder's CSV writer has stopped: the event was not recorded (counted in \
+         record_events_dropped)"
+    )]
+    WriterGone,
+}
+
+/// Offers an event row to the CSV writer without blocking; a row it cannot take is counted.
+fn queue_event(
+    tx: &Sender<CsvMsg>,
+    counters: &Counters,
+    row: EventRow,
+) -> Result<(), EventNotQueued> {
+    let refused = match tx.try_send(CsvMsg::Event(row)) {
+        Ok(()) => return Ok(()),
+        Err(TrySendError::Full(_)) => EventNotQueued::QueueFull,
+        Err(TrySendError::Disconnected(_)) => EventNotQueued::WriterGone,
+    };
+    Counters::add(&counters.record_events_dropped, 1);
+    Err(refused)
+}
+
 /// Threads behind a [`Recorder`], joined when the pipeline ends.
 pub(crate) struct RecorderThreads {
     record: JoinHandle<StageProfile>,
@@ -373,6 +408,9 @@ impl Recorder {
         let csv_failed = Arc::new(AtomicU64::new(0));
         let csv_error = Arc::new(Mutex::new(None));
         let state = Arc::new(Mutex::new(State::default()));
+        // Before the first thread, so a bad style leaves nothing running.
+        let overlay = Overlay::new(cfg.overlay_mode, cfg.marker.clone())
+            .map_err(|e| RecordError::Config(format!("gaze circle: {e}")))?;
         let csv = csv_files::spawn_writer(
             csv_rx,
             Arc::clone(&counters),
@@ -380,8 +418,6 @@ impl Recorder {
             Arc::clone(&csv_error),
         )
         .map_err(|e| RecordError::Config(format!("cannot start the CSV thread: {e}")))?;
-        let overlay = Overlay::new(cfg.overlay_mode, cfg.marker.clone())
-            .map_err(|e| RecordError::Config(format!("gaze circle: {e}")))?;
         // The eye/audio writers keep their phases in a profile of their own (reported at the
         // end, not in the control API's live histograms).
         let profile_on = profile.enabled();
@@ -401,29 +437,47 @@ impl Recorder {
             overlay,
             profile,
         };
-        let record = std::thread::Builder::new()
+        let record = match std::thread::Builder::new()
             .name("record".into())
             .spawn(move || worker.run(cmd_rx, job_rx, au_rx))
-            .map_err(|e| RecordError::Config(format!("cannot start the record thread: {e}")))?;
+        {
+            Ok(t) => t,
+            Err(e) => {
+                // The CSV thread ends with its last sender: join it rather than leave it.
+                drop(csv_tx);
+                let _ = csv.join();
+                return Err(RecordError::Config(format!(
+                    "cannot start the record thread: {e}"
+                )));
+            }
+        };
         let streams = if cfg.streams.any() {
-            Some(
-                streams::StreamRecorder::spawn(
-                    cfg.streams.clone(),
-                    streams::EyeVideoSettings {
-                        encoder: cfg.encoder,
-                        crf: cfg.crf,
-                        selection: cfg.selection,
-                        fsync_every: cfg.fsync_every,
-                    },
-                    Arc::clone(&control),
-                    Arc::clone(&counters),
-                    profile_on,
-                    blocking,
-                )
-                .map_err(|e| {
-                    RecordError::Config(format!("cannot start the record-streams thread: {e}"))
-                })?,
-            )
+            let spawned = streams::StreamRecorder::spawn(
+                cfg.streams.clone(),
+                streams::EyeVideoSettings {
+                    encoder: cfg.encoder,
+                    crf: cfg.crf,
+                    selection: cfg.selection,
+                    fsync_every: cfg.fsync_every,
+                },
+                Arc::clone(&control),
+                Arc::clone(&counters),
+                profile_on,
+                blocking,
+            );
+            match spawned {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // Ends and joins the threads already started (as `shutdown` does).
+                    drop((cmd_tx, job_tx, au_tx));
+                    let _ = record.join();
+                    drop(csv_tx);
+                    let _ = csv.join();
+                    return Err(RecordError::Config(format!(
+                        "cannot start the record-streams thread: {e}"
+                    )));
+                }
+            }
         } else {
             None
         };
@@ -453,6 +507,14 @@ impl Recorder {
 
     pub fn config(&self) -> &RecordConfig {
         &self.cfg
+    }
+
+    /// Tests: puts a full queue that nobody drains in front of the CSV writer (a disk that
+    /// stopped answering); returns the real one and the stalled queue's reader, to put back
+    /// with [`Recorder::swap_csv_queue`] before `stop`.
+    #[cfg(test)]
+    pub(crate) fn swap_csv_queue(&mut self, tx: Sender<CsvMsg>) -> Sender<CsvMsg> {
+        std::mem::replace(&mut self.csv_tx, tx)
     }
 
     /// The output frame size.
@@ -661,9 +723,16 @@ impl Recorder {
         self.state.lock().ok().and_then(|s| s.last_error.clone())
     }
 
-    /// Writes a row to events.csv of the current recording (user events, stream gaps).
-    pub fn event(&self, kind: &'static str, detail: impl Into<String>, device_time: Option<i64>) {
-        self.event_span(kind, detail, device_time, None);
+    /// Queues a row for events.csv of the current recording (user events, stream gaps). Never
+    /// blocks; an event that cannot be queued is counted (`record_events_dropped`) and the
+    /// caller told, so a user's event is never lost behind a success reply.
+    pub fn event(
+        &self,
+        kind: &'static str,
+        detail: impl Into<String>,
+        device_time: Option<i64>,
+    ) -> Result<(), EventNotQueued> {
+        self.event_span(kind, detail, device_time, None)
     }
 
     /// An event with a device-time span (fixations, saccades, blinks): the logger layout's
@@ -674,13 +743,14 @@ impl Recorder {
         detail: impl Into<String>,
         device_time: Option<i64>,
         device_end: Option<i64>,
-    ) {
-        if self.control.recording.load(Ordering::Relaxed) {
-            let mut row = EventRow::now(kind, detail);
-            row.device_time_ns = device_time;
-            row.device_end_ns = device_end;
-            let _ = self.csv_tx.try_send(CsvMsg::Event(row));
+    ) -> Result<(), EventNotQueued> {
+        if !self.control.recording.load(Ordering::Relaxed) {
+            return Err(EventNotQueued::NotRecording);
         }
+        let mut row = EventRow::now(kind, detail);
+        row.device_time_ns = device_time;
+        row.device_end_ns = device_end;
+        queue_event(&self.csv_tx, &self.counters, row)
     }
 
     /// Gaze and IMU samples from the acquire stage, while recording. Stamped before the
@@ -1650,6 +1720,27 @@ mod tests {
         }
         let u = out.plane(1);
         assert_eq!(u.row(0), &[128, 128, 200, 200, 200, 200, 128, 128]);
+    }
+
+    /// An event the CSV writer cannot take (queue full behind a stalled disk, or the writer
+    /// gone) is refused and counted, never dropped silently.
+    #[test]
+    fn an_event_that_cannot_be_queued_is_refused_and_counted() {
+        let counters = Counters::default();
+        let (tx, rx) = bounded::<CsvMsg>(1);
+        let row = || EventRow::now("user", "marker");
+        assert_eq!(queue_event(&tx, &counters, row()), Ok(()));
+        assert_eq!(
+            queue_event(&tx, &counters, row()),
+            Err(EventNotQueued::QueueFull)
+        );
+        assert_eq!(counters.snapshot().record_events_dropped, 1);
+        drop(rx);
+        assert_eq!(
+            queue_event(&tx, &counters, row()),
+            Err(EventNotQueued::WriterGone)
+        );
+        assert_eq!(counters.snapshot().record_events_dropped, 2);
     }
 
     /// A recording stopped before its first frame leaves no header-only video that players

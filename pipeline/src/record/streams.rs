@@ -79,8 +79,7 @@ impl StreamsConfig {
 
 #[derive(Clone, Debug)]
 pub struct StatusPoll {
-    pub host: String,
-    pub port: u16,
+    pub device: crate::source::neon::DeviceAddr,
     pub interval: Duration,
 }
 
@@ -699,7 +698,10 @@ fn status_loop(
             std::thread::sleep(tick);
             continue;
         }
-        next += p.interval;
+        // An interval past what an Instant holds polls once.
+        next = next
+            .checked_add(p.interval)
+            .unwrap_or(next + Duration::from_secs(86_400));
         let recording = slot.lock().map(|s| s.is_some()).unwrap_or(false);
         if !recording {
             continue;
@@ -707,7 +709,7 @@ fn status_loop(
         let timeout = p
             .interval
             .clamp(Duration::from_millis(200), Duration::from_secs(3));
-        let r = crate::source::neon::status::fetch_health(&p.host, p.port, timeout);
+        let r = crate::source::neon::status::fetch_health(&p.device, timeout);
         let (unix_ns, mono_ns) = (UnixNanos::now().0, MonoNanos::now().0);
         // Stamped before the flag is read: a row kept lies inside the recording.
         if !control.recording.load(Ordering::Relaxed) {

@@ -11,6 +11,7 @@ use crate::sensors::{GazeSample, ImuSample};
 use crate::time::{MonoNanos, UnixNanos};
 
 pub mod neon;
+pub mod spec;
 pub mod synthetic;
 
 /// One thing a source delivers.

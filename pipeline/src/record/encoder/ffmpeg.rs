@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ChildStdin;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ffmpeg_sidecar::child::FfmpegChild;
 use ffmpeg_sidecar::command::FfmpegCommand;
@@ -23,6 +24,12 @@ const STDERR_TAIL: usize = 8;
 /// Size asked for the pipe that carries the raw frames.
 const PIPE_BYTES: i32 = 1 << 20;
 
+/// How long ffmpeg may take to end once its input is closed (drain the encoder, write the
+/// cues): well under a second normally; a child still there after this is hung and killed.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a child that stopped taking frames (or is dropped on an error path) gets to exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct FfmpegEncoder {
     spec: EncoderSpec,
     path: PathBuf,
@@ -33,11 +40,43 @@ pub struct FfmpegEncoder {
     frames: u64,
 }
 
+/// The encoder and its quality setting. `crf` is x264's constant rate factor; NVENC gets the
+/// same number as its constant-quality target (`-rc vbr -cq N -b:v 0`: VBR without a bitrate
+/// cap, the quantizer held near N), so `--record-crf` means "this quality" on both and
+/// `--encoder auto` does not change what the flag does from machine to machine. The scales are
+/// alike (H.264 quantizers, lower is better) but not identical: NVENC at the same number gives
+/// a somewhat larger file. `crf` 0 (x264 lossless) is refused for NVENC before this
+/// ([`super::EncoderKind::check_quality`]), where `-cq 0` would mean "automatic".
+pub(crate) fn codec_args(nvenc: bool, crf: u32) -> Vec<String> {
+    let args: Vec<String> = if nvenc {
+        [
+            "-c:v",
+            "h264_nvenc",
+            "-preset",
+            "p1",
+            "-tune",
+            "ll",
+            "-rc",
+            "vbr",
+            "-cq",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([crf.to_string(), "-b:v".into(), "0".into()])
+        .collect()
+    } else {
+        ["-c:v", "libx264", "-preset", "ultrafast", "-crf"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([crf.to_string()])
+            .collect()
+    };
+    args
+}
+
 impl FfmpegEncoder {
     pub fn spawn(nvenc: bool, spec: &EncoderSpec, path: &Path) -> Result<Self, EncodeError> {
-        if !ffmpeg_sidecar::command::ffmpeg_is_installed() {
-            return Err(EncodeError::Missing);
-        }
+        // No `ffmpeg -version` first: a missing program is the spawn's NotFound below.
         let mut cmd = FfmpegCommand::new();
         cmd.hide_banner()
             .args(["-nostats", "-loglevel", "error"])
@@ -49,14 +88,9 @@ impl FfmpegEncoder {
             .size(spec.width as u32, spec.height as u32)
             .args(["-framerate", &spec.fps.to_string()])
             .input("pipe:0");
-        if nvenc {
-            cmd.codec_video("h264_nvenc")
-                .args(["-preset", "p1", "-tune", "ll"]);
-        } else {
-            cmd.codec_video("libx264").preset("ultrafast").crf(spec.crf);
-            if let Some(n) = spec.threads {
-                cmd.args(["-threads", &n.to_string()]);
-            }
+        cmd.args(codec_args(nvenc, spec.crf));
+        if let (false, Some(n)) = (nvenc, spec.threads) {
+            cmd.args(["-threads", &n.to_string()]);
         }
         let container = Container::for_path(path);
         cmd.pix_fmt("yuv420p").format(container.muxer());
@@ -112,8 +146,12 @@ impl FfmpegEncoder {
     /// The error for a child that stopped taking frames: a full disk (ffmpeg says so, or the
     /// file system has no room left) cannot be fixed by a restart, anything else can.
     fn died(&mut self) -> EncodeError {
-        let status = match self.child.wait() {
-            Ok(s) => s.to_string(),
+        let status = match crate::child::wait_within(self.child.as_inner_mut(), EXIT_TIMEOUT) {
+            Ok(Some(s)) => s.to_string(),
+            Ok(None) => format!(
+                "still running {} s after its input broke; killed",
+                EXIT_TIMEOUT.as_secs()
+            ),
             Err(e) => format!("wait failed: {e}"),
         };
         if let Some(h) = self.stderr.take() {
@@ -179,20 +217,42 @@ impl VideoEncoder for FfmpegEncoder {
         // What ffmpeg has muxed reaches the disk; frames still inside ffmpeg (pipe, encoder,
         // the open cluster of at most CLUSTER_MS) are covered by the next sync, or by ffmpeg
         // finishing the file when we die before it.
-        fsync_path(&self.path)?;
-        Ok(self.frames)
+        match fsync_path(&self.path) {
+            Ok(()) => Ok(self.frames),
+            // ffmpeg opens its output only once its encoder has the first frames: a sync that
+            // comes sooner (a 1 MiB pipe takes several small frames before ffmpeg has even
+            // started) finds no file yet, so nothing is on disk yet to make durable. Not a
+            // fault: restarting the encoder for it lost whole recordings' frames.
+            Err(EncodeError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn finish(mut self: Box<Self>) -> Result<SegmentSummary, EncodeError> {
         // Closing stdin is ffmpeg's end of input: it drains the encoder and writes the cues.
         self.stdin = None;
-        let status = self.child.wait().map_err(|source| EncodeError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let status = crate::child::wait_within(self.child.as_inner_mut(), FINISH_TIMEOUT).map_err(
+            |source| EncodeError::Io {
+                path: self.path.clone(),
+                source,
+            },
+        )?;
         if let Some(h) = self.stderr.take() {
             let _ = h.join();
         }
+        let Some(status) = status else {
+            return Err(EncodeError::Died {
+                status: format!(
+                    "did not finish the file within {} s of its input ending; killed",
+                    FINISH_TIMEOUT.as_secs()
+                ),
+                tail: self.tail_text(),
+            });
+        };
         if !status.success() {
             let tail = self.tail_text();
             if tail.contains("No space left") {
@@ -225,7 +285,7 @@ impl Drop for FfmpegEncoder {
     fn drop(&mut self) {
         // Dropped without finish (an error path): end the child rather than leak it.
         if self.stdin.take().is_some() {
-            let _ = self.child.wait();
+            let _ = crate::child::wait_within(self.child.as_inner_mut(), EXIT_TIMEOUT);
         }
         if let Some(h) = self.stderr.take() {
             let _ = h.join();
@@ -237,4 +297,19 @@ pub(crate) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--record-crf` reaches NVENC as its constant-quality target (it was silently dropped).
+    #[test]
+    fn the_quality_flag_reaches_both_encoders() {
+        let x264 = codec_args(false, 30).join(" ");
+        assert_eq!(x264, "-c:v libx264 -preset ultrafast -crf 30");
+        let nvenc = codec_args(true, 30).join(" ");
+        assert!(nvenc.starts_with("-c:v h264_nvenc"), "{nvenc}");
+        assert!(nvenc.contains("-rc vbr -cq 30 -b:v 0"), "{nvenc}");
+    }
 }

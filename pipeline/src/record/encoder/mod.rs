@@ -46,6 +46,19 @@ impl EncoderKind {
         }
     }
 
+    /// Whether this backend can honour `crf` (the `--record-crf` value): NVENC maps it to
+    /// its constant-quality target, where 0 would mean "automatic" instead of x264's lossless.
+    pub fn check_quality(self, crf: u32) -> Result<(), EncodeError> {
+        if self == EncoderKind::Nvenc && crf == 0 {
+            return Err(EncodeError::Unavailable(
+                "nvenc: --record-crf 0 is x264's lossless mode, which NVENC's constant quality \
+                 (-cq, 1-51) does not have; use 1-51, or --encoder ffmpeg or libav"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             EncoderKind::Ffmpeg => "ffmpeg",

@@ -67,6 +67,31 @@ pub enum LossPolicy {
     WaitIdr,
 }
 
+impl LossPolicy {
+    /// What a run gets when it does not choose: conceal where the decoder can (libav), else
+    /// wait-idr, which is what openh264 does after a loss anyway.
+    pub fn default_for(decoder: DecoderKind) -> Self {
+        match decoder {
+            DecoderKind::Libav => LossPolicy::Conceal,
+            DecoderKind::Openh264 => LossPolicy::WaitIdr,
+        }
+    }
+
+    /// Refuses a policy the decoder cannot follow: openh264 reports a lost reference as an
+    /// error and shows nothing until the next IDR, so "conceal" would silently be wait-idr.
+    pub fn check(self, decoder: DecoderKind) -> Result<(), String> {
+        if self == LossPolicy::Conceal && decoder == DecoderKind::Openh264 {
+            return Err(
+                "--loss-policy conceal needs --decoder libav: openh264 has no error \
+                        concealment and waits for the next IDR after a loss (use --loss-policy \
+                        wait-idr, or leave it unset)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// One of the Neon's sensor streams handled here (protocol doc 4.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,6 +160,8 @@ pub enum AssembleError {
     },
     #[error("{0}")]
     Decoder(#[from] decode::DecodeError),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// What one RTSP session (or fixture stream) of a sensor says about its packets: the SDP facts
@@ -554,6 +581,7 @@ impl Assembler {
         fps: f64,
         frames_in_flight: usize,
     ) -> Result<Self, AssembleError> {
+        loss.check(decoder).map_err(AssembleError::Unsupported)?;
         let options = DecoderOptions {
             threads: 1,
             // The Neon sends no B-frames (protocol doc 10, simulator item 9).

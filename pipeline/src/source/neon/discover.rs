@@ -37,6 +37,18 @@ pub enum DiscoverError {
     NotFound { wanted: String, names: String },
 }
 
+impl Found {
+    /// Where its HTTP API is (an SRV record with port 0 is refused here, in one line).
+    pub fn addr(&self) -> Result<super::addr::DeviceAddr, DiscoverError> {
+        super::addr::DeviceAddr::new(&self.host, self.port).map_err(|e| {
+            DiscoverError::Mdns(format!(
+                "{:?} advertises an unusable address: {e}",
+                self.name
+            ))
+        })
+    }
+}
+
 /// Splits an instance name into the phone name, if it is a Neon's.
 pub fn phone_name(instance: &str) -> Option<&str> {
     let mut parts = instance.splitn(3, ':');
@@ -52,9 +64,14 @@ pub fn browse(timeout: Duration) -> Result<Vec<Found>, DiscoverError> {
     let rx = daemon
         .browse(SERVICE_TYPE)
         .map_err(|e| DiscoverError::Mdns(e.to_string()))?;
-    let deadline = Instant::now() + timeout;
+    // No deadline past what an Instant holds: such a timeout waits as long as it can.
+    let deadline = Instant::now().checked_add(timeout);
     let mut found: Vec<Found> = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+    let left = || match deadline {
+        Some(d) => d.checked_duration_since(Instant::now()),
+        None => Some(crate::cli::MAX_DURATION),
+    };
+    while let Some(left) = left() {
         let Ok(event) = rx.recv_timeout(left) else {
             break;
         };

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 
+use super::addr::DeviceAddr;
 use super::assemble::{Assembler, DecodePolicy, LossPolicy, Sensor, NOMINAL_FPS};
 use super::net::{NetConfig, NetThread};
 use super::{FrameAccounting, RtspTransport};
@@ -21,14 +22,12 @@ use crate::source::{Source, SourceError, SourceInfo, SourceItem};
 use crate::streams::StreamSet;
 use crate::time::{MonoNanos, UnixNanos};
 
-/// The device's default HTTP port (protocol doc 1).
-pub const DEFAULT_HTTP_PORT: u16 = 8080;
+pub use super::addr::DEFAULT_HTTP_PORT;
 
 #[derive(Clone, Debug)]
 pub struct NeonConfig {
-    pub host: String,
-    /// HTTP API port.
-    pub port: u16,
+    /// The device's HTTP API.
+    pub device: DeviceAddr,
     pub transport: RtspTransport,
     pub decoder: DecoderKind,
     /// What the world stream does after packet loss.
@@ -47,10 +46,9 @@ pub struct NeonConfig {
 }
 
 impl NeonConfig {
-    pub fn new(host: impl Into<String>, port: u16) -> Self {
+    pub fn new(device: DeviceAddr) -> Self {
         NeonConfig {
-            host: host.into(),
-            port,
+            device,
             transport: RtspTransport::Udp,
             decoder: DecoderKind::default(),
             loss: LossPolicy::default(),
@@ -93,17 +91,18 @@ pub struct NeonSource {
 impl NeonSource {
     /// Connects to the device and starts streaming; fails if the first connection fails.
     pub fn connect(cfg: NeonConfig) -> Result<Self, SourceError> {
+        // Before any connection: a combination the decoder cannot follow is a config error.
+        cfg.loss.check(cfg.decoder).map_err(SourceError::Config)?;
         let (net, first) = NetThread::start(
             NetConfig {
-                host: cfg.host.clone(),
-                port: cfg.port,
+                device: cfg.device.clone(),
                 transport: cfg.transport,
                 request_timeout: cfg.request_timeout,
                 streams: cfg.streams,
             },
             cfg.channel_capacity,
         )
-        .map_err(|e| SourceError::Network(format!("Neon at {}:{}: {e}", cfg.host, cfg.port)))?;
+        .map_err(|e| SourceError::Network(format!("Neon at {}: {e}", cfg.device)))?;
         let world = first
             .setups
             .iter()
@@ -242,7 +241,8 @@ impl NeonSource {
             .first_frame
             .get_or_insert_with(|| (t, MonoNanos::now()));
         if let Some(d) = self.cfg.duration {
-            if t.delta_ns(first) >= d.as_nanos() as i64 {
+            // Saturating: a library caller may pass any Duration (the CLI caps it at a year).
+            if t.delta_ns(first) >= i64::try_from(d.as_nanos()).unwrap_or(i64::MAX) {
                 self.ended = true;
                 return None;
             }
@@ -273,7 +273,8 @@ impl NeonSource {
     fn past_grace(&self) -> bool {
         match (self.cfg.duration, self.first_frame) {
             (Some(d), Some((_, m))) => {
-                MonoNanos::now().since(m) > (d + DURATION_GRACE).as_nanos() as u64
+                let limit = d.saturating_add(DURATION_GRACE).as_nanos();
+                u128::from(MonoNanos::now().since(m)) > limit
             }
             _ => false,
         }

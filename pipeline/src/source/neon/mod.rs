@@ -8,6 +8,7 @@
 //! same packets from a file and feeds the same assembler, so a fixture exercises exactly the
 //! code a device does. Device discovery over mDNS is in [`discover`].
 
+pub mod addr;
 pub mod assemble;
 pub mod discover;
 pub mod extra;
@@ -17,6 +18,7 @@ pub mod record;
 pub mod replay;
 pub mod status;
 
+pub use addr::{DeviceAddr, DEFAULT_HTTP_PORT};
 pub use assemble::{Assembler, AssemblerStats, DecodePolicy, LossPolicy, Sensor, StreamSetup};
 pub use live::{NeonConfig, NeonSource};
 pub use replay::{FixtureConfig, FixtureSource};

@@ -47,8 +47,7 @@ const WATCHDOG_TICK: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug)]
 pub(crate) struct NetConfig {
-    pub host: String,
-    pub port: u16,
+    pub device: super::addr::DeviceAddr,
     pub transport: RtspTransport,
     /// Limit of each HTTP request and each RTSP step (DESCRIBE, SETUP, PLAY).
     pub request_timeout: Duration,
@@ -372,15 +371,15 @@ async fn pump(
 
 /// `/api/status`, then DESCRIBE/SETUP/PLAY of each DIRECT sensor the device lists.
 async fn connect(cfg: &NetConfig) -> Result<Connection, String> {
-    let (host, port, timeout) = (cfg.host.clone(), cfg.port, cfg.request_timeout);
-    let status = tokio::task::spawn_blocking(move || status::fetch(&host, port, timeout))
+    let (device, timeout) = (cfg.device.clone(), cfg.request_timeout);
+    let status = tokio::task::spawn_blocking(move || status::fetch(&device, timeout))
         .await
         .map_err(|e| format!("status request: {e}"))?
         .map_err(|e| e.to_string())?;
     if status.url(Sensor::World).is_none() {
         return Err(format!(
-            "{}:{} lists no connected DIRECT world sensor in /api/status",
-            cfg.host, cfg.port
+            "{} lists no connected DIRECT world sensor in /api/status",
+            cfg.device
         ));
     }
     let group = Arc::new(SessionGroup::default());
@@ -393,8 +392,8 @@ async fn connect(cfg: &NetConfig) -> Result<Connection, String> {
             // Asked for explicitly (off by default): say so rather than record nothing.
             if matches!(sensor, Sensor::Eyes) {
                 return Err(format!(
-                    "{}:{} lists no connected DIRECT eyes sensor in /api/status (--eyes on)",
-                    cfg.host, cfg.port
+                    "{} lists no connected DIRECT eyes sensor in /api/status (--eyes on)",
+                    cfg.device
                 ));
             }
             continue;

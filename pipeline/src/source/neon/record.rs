@@ -22,12 +22,11 @@ pub struct RecordSummary {
     pub channel_drops: u64,
 }
 
-/// Records `duration` of the device at `host:port` into `output`. The SDP kept per stream is
+/// Records `duration` of the device at `device` into `output`. The SDP kept per stream is
 /// the first session's; after a reconnect the device may describe a new session (new SPS,
 /// SSRC and RTP base), which a replay handles as the live client does: by the packets.
 pub fn record(
-    host: &str,
-    port: u16,
+    device: &super::addr::DeviceAddr,
     transport: RtspTransport,
     duration: Duration,
     output: &Path,
@@ -36,15 +35,14 @@ pub fn record(
 ) -> Result<RecordSummary, String> {
     let (net, first) = NetThread::start(
         NetConfig {
-            host: host.to_owned(),
-            port,
+            device: device.clone(),
             transport,
             request_timeout: Duration::from_secs(5),
             streams,
         },
         8192,
     )
-    .map_err(|e| format!("Neon at {host}:{port}: {e}"))?;
+    .map_err(|e| format!("Neon at {device}: {e}"))?;
     let start_mono = MonoNanos::now();
     let header = FixtureHeader {
         start_unix_ns: UnixNanos::now().0,

@@ -143,7 +143,7 @@ impl FixtureSource {
         if self
             .cfg
             .duration
-            .is_some_and(|d| since_first >= d.as_nanos() as u64)
+            .is_some_and(|d| u128::from(since_first) >= d.as_nanos())
         {
             return Ok(false);
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::addr::{sensor_url, DeviceAddr};
 use super::assemble::Sensor;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +51,9 @@ impl DeviceStatus {
 }
 
 /// `GET http://host:port/api/status` with an overall `timeout`.
-pub fn fetch(host: &str, port: u16, timeout: Duration) -> Result<DeviceStatus, StatusError> {
-    let (url, body) = get(host, port, timeout)?;
-    parse(&body, host).map_err(|detail| StatusError::Json { url, detail })
+pub fn fetch(device: &DeviceAddr, timeout: Duration) -> Result<DeviceStatus, StatusError> {
+    let (url, body) = get(device, timeout)?;
+    parse(&body, &device.host_in_url()).map_err(|detail| StatusError::Json { url, detail })
 }
 
 /// The device's health for `--status-log`: battery, storage, connected sensors (doc 2.1).
@@ -70,8 +71,8 @@ pub struct DeviceHealth {
 }
 
 /// `GET /api/status` reduced to [`DeviceHealth`].
-pub fn fetch_health(host: &str, port: u16, timeout: Duration) -> Result<DeviceHealth, StatusError> {
-    let (url, body) = get(host, port, timeout)?;
+pub fn fetch_health(device: &DeviceAddr, timeout: Duration) -> Result<DeviceHealth, StatusError> {
+    let (url, body) = get(device, timeout)?;
     parse_health(&body).map_err(|detail| StatusError::Json { url, detail })
 }
 
@@ -92,9 +93,11 @@ pub fn parse_health(body: &str) -> Result<DeviceHealth, String> {
         let s = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
         match model {
             "Phone" => {
+                // A percentage: anything else (negative, NaN-ish, 1e300) is not a reading.
                 h.battery_level = data
                     .get("battery_level")
-                    .and_then(|b| b.as_i64().or_else(|| b.as_f64().map(|f| f.round() as i64)));
+                    .and_then(|b| b.as_i64().or_else(|| b.as_f64().map(|f| f.round() as i64)))
+                    .filter(|b| (0..=100).contains(b));
                 h.battery_state = s("battery_state");
                 h.memory_bytes = data.get("memory").and_then(Value::as_u64);
                 h.memory_state = s("memory_state");
@@ -118,8 +121,14 @@ pub fn parse_health(body: &str) -> Result<DeviceHealth, String> {
 }
 
 /// The body of `GET /api/status` (errors carry the API's `message`).
-fn get(host: &str, port: u16, timeout: Duration) -> Result<(String, String), StatusError> {
-    let url = format!("http://{host}:{port}/api/status");
+fn get(device: &DeviceAddr, timeout: Duration) -> Result<(String, String), StatusError> {
+    let url = device
+        .http_url("/api/status")
+        .map_err(|e| StatusError::Http {
+            url: device.to_string(),
+            detail: e.to_string(),
+        })?
+        .to_string();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
@@ -176,17 +185,24 @@ pub fn parse(body: &str, fallback_host: &str) -> Result<DeviceStatus, String> {
                 if s("conn_type") != Some("DIRECT") || !connected {
                     continue;
                 }
-                let Some(port) = data.get("port").and_then(Value::as_u64) else {
+                let Some(port) = data.get("port") else {
                     continue;
                 };
                 let ip = s("ip").filter(|ip| !ip.is_empty()).unwrap_or(fallback_host);
                 let protocol = s("protocol").unwrap_or("rtsp");
                 let params = s("params").unwrap_or_default();
-                let url = if params.is_empty() {
-                    format!("{protocol}://{ip}:{port}/")
-                } else {
-                    format!("{protocol}://{ip}:{port}/?{params}")
-                };
+                // A connected sensor the device advertises wrongly is an error naming it, not
+                // a URL that fails later in the RTSP client (or one silently skipped).
+                let port = port
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| port.as_u64().map(i128::from))
+                    .ok_or_else(|| {
+                        format!("sensor {}: port {port} is not an integer", sensor.name())
+                    })?;
+                let url = sensor_url(protocol, ip, port, params)
+                    .map_err(|e| format!("sensor {}: {e}", sensor.name()))?
+                    .to_string();
                 if out.url(sensor).is_none() {
                     out.sensors.push(SensorUrl { sensor, url });
                 }
@@ -241,5 +257,45 @@ mod tests {
         assert_eq!(h.memory_bytes, Some(42_000_000_000));
         assert_eq!(h.memory_state.as_deref(), Some("LOW"));
         assert!(parse(r#"{"message":"x"}"#, "h").is_err());
+    }
+
+    /// The device's advertised port and ip go through the same checks as the command line's:
+    /// an impossible one is an error naming the sensor; an IPv6 one is bracketed.
+    #[test]
+    fn advertised_ports_are_range_checked_and_ipv6_bracketed() {
+        let body = |port: &str, ip: &str| {
+            format!(
+                r#"{{"result":[{{"model":"Sensor","data":{{"sensor":"world","conn_type":"DIRECT",
+                "connected":true,"ip":"{ip}","port":{port},"protocol":"rtsp","params":"camera=world"}}}}]}}"#
+            )
+        };
+        for port in [
+            "0",
+            "65536",
+            "-1",
+            "99999999999999999999",
+            "8086.5",
+            "\"8086\"",
+        ] {
+            let e = parse(&body(port, "10.0.0.1"), "h").unwrap_err();
+            assert!(
+                e.contains("sensor world") && e.contains("port"),
+                "{port}: {e}"
+            );
+        }
+        let s = parse(&body("8086", "fe80::1"), "h").unwrap();
+        assert_eq!(
+            s.url(Sensor::World),
+            Some("rtsp://[fe80::1]:8086/?camera=world")
+        );
+        // No ip: the host the API answered on, bracketed when IPv6.
+        let no_ip = body("8086", "");
+        assert_eq!(
+            parse(&no_ip, "[2001:db8::1]").unwrap().url(Sensor::World),
+            Some("rtsp://[2001:db8::1]:8086/?camera=world")
+        );
+        let h = parse_health(r#"{"result":[{"model":"Phone","data":{"battery_level":1e300}}]}"#)
+            .unwrap();
+        assert_eq!(h.battery_level, None);
     }
 }
