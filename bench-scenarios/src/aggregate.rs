@@ -225,6 +225,10 @@ pub struct VariantSummary {
     pub fsyncs: Option<u64>,
     /// CPU change against the baseline in percent (negative: less CPU).
     pub cpu_change_percent: f64,
+    /// Median CPU over the cell's ffmpeg floor (1.10 = 10 % above ffmpeg alone), for fixture
+    /// sources.
+    #[serde(default)]
+    pub cpu_vs_floor: Option<f64>,
     pub verdict: Verdict,
     pub targets: Vec<TargetResult>,
     /// The extra run that drew the flamegraph (not part of the statistics), with the sampler's
@@ -316,6 +320,7 @@ pub fn summarize(
         fsyncs: recorded
             .then(|| Spread::of(&col(&|s| s.frames.record_fsyncs as f64)).median as u64),
         cpu_change_percent: 0.0,
+        cpu_vs_floor: None,
         verdict: Verdict::Baseline,
         targets,
         flamegraph,

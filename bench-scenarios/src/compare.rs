@@ -60,7 +60,11 @@ pub struct Row {
 pub fn compare(a: &SuiteReport, b: &SuiteReport) -> Vec<Row> {
     let mut rows = Vec::new();
     for sa in &a.scenarios {
-        let Some(sb) = b.scenarios.iter().find(|s| s.scenario == sa.scenario) else {
+        let Some(sb) = b
+            .scenarios
+            .iter()
+            .find(|s| s.scenario == sa.scenario && s.source_label == sa.source_label)
+        else {
             continue;
         };
         for va in &sa.variants {
@@ -69,7 +73,7 @@ pub fn compare(a: &SuiteReport, b: &SuiteReport) -> Vec<Row> {
             };
             let (ca, cb) = (&va.cpu_per_stream_second, &vb.cpu_per_stream_second);
             rows.push(Row {
-                scenario: sa.scenario.clone(),
+                scenario: sa.title(),
                 variant: va.name.clone(),
                 cpu_a: ca.median,
                 cpu_b: cb.median,

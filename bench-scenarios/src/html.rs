@@ -111,28 +111,84 @@ fn bar_chart(id: &str, title: &str, unit: &str, bars: &[Bar<'_>]) -> String {
     s
 }
 
+/// An id-safe name of a cell: `streaming-fixture-synthetic-12s`.
+fn cell_id(sc: &ScenarioSummary) -> String {
+    format!("{}-{}", sc.scenario, sc.source_label)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 fn cpu_chart(sc: &ScenarioSummary) -> String {
-    let bars: Vec<Bar<'_>> = sc
-        .variants
-        .iter()
-        .map(|v| Bar {
-            label: &v.name,
-            value: v.cpu_per_stream_second.median * 100.0,
+    let floor_note = |v: &VariantSummary| {
+        v.cpu_vs_floor
+            .map_or(String::new(), |r| format!(" · {r:.2}x the floor"))
+    };
+    let mut bars: Vec<Bar<'_>> = Vec::new();
+    if let Some(f) = &sc.floor {
+        bars.push(Bar {
+            label: "ffmpeg floor",
+            value: f.cpu_per_stream_second.median * 100.0,
             range: Some((
-                v.cpu_per_stream_second.min * 100.0,
-                v.cpu_per_stream_second.max * 100.0,
+                f.cpu_per_stream_second.min * 100.0,
+                f.cpu_per_stream_second.max * 100.0,
             )),
             ticks: vec![],
-            colour: verdict_colour(v.verdict),
-            note: v.verdict.label().to_owned(),
-        })
-        .collect();
+            colour: "#333",
+            note: "ffmpeg alone".into(),
+        });
+    }
+    bars.extend(sc.variants.iter().map(|v| Bar {
+        label: &v.name,
+        value: v.cpu_per_stream_second.median * 100.0,
+        range: Some((
+            v.cpu_per_stream_second.min * 100.0,
+            v.cpu_per_stream_second.max * 100.0,
+        )),
+        ticks: vec![],
+        colour: verdict_colour(v.verdict),
+        note: format!("{}{}", v.verdict.label(), floor_note(v)),
+    }));
     bar_chart(
-        &format!("cpu-{}", sc.scenario),
+        &format!("cpu-{}", cell_id(sc)),
         "CPU per variant (% of one core, median with min-max over repeats)",
         "%",
         &bars,
     )
+}
+
+/// What the floor is and the fast-decode picture cost, where the cell has them.
+fn floor_text(sc: &ScenarioSummary) -> String {
+    let mut s = String::new();
+    if let Some(f) = &sc.floor {
+        let _ = write!(
+            s,
+            "<p class=\"floor\">Floor: the ffmpeg program alone, {} — <code>ffmpeg {}</code>{}</p>",
+            esc(&f.work),
+            esc(&f.command.join(" ")),
+            if f.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" <b>failed:</b> {}", esc(&f.errors.join("; ")))
+            }
+        );
+    }
+    if let Some(p) = &sc.fast_decode_psnr {
+        let num = |k: &str| p.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        let _ = write!(
+            s,
+            "<p class=\"psnr\">--fast-decode picture cost: preview PSNR {:.1} dB (luma, worst frame {:.1} dB) against a full decode.</p>",
+            num("preview_y_db"),
+            num("preview_y_min_db")
+        );
+    }
+    s
 }
 
 fn phase_charts(sc: &ScenarioSummary) -> String {
@@ -158,7 +214,7 @@ fn phase_charts(sc: &ScenarioSummary) -> String {
             })
             .collect();
         out.push_str(&bar_chart(
-            &format!("latency-{}-{name}", sc.scenario),
+            &format!("latency-{}-{name}", cell_id(sc)),
             &format!("{name} latency: p95 bar, p50 and p99 ticks (ms, median over repeats)"),
             "ms",
             &bars,
@@ -185,7 +241,7 @@ fn drops_chart(sc: &ScenarioSummary) -> String {
         })
         .collect();
     bar_chart(
-        &format!("drops-{}", sc.scenario),
+        &format!("drops-{}", cell_id(sc)),
         "Dropped frames per variant (all repeats)",
         "frames",
         &bars,
@@ -279,7 +335,7 @@ pub fn render(report: &SuiteReport) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>eyetrack scenario report</h1><p class=\"env\">CPU {} · {} usable cores · {} · kernel {} · Raspberry Pi: {} · ffmpeg: {}<br>eyetrack {} (git {}) · {} s per run, {} repeats, {:?} mode, source {} · wall {:.0} s</p>",
+        "<h1>eyetrack scenario report</h1><p class=\"env\">CPU {} · {} usable cores · {} · kernel {} · Raspberry Pi: {} · ffmpeg: {}<br>eyetrack {} (git {}) · {} s per run, {} repeats, {:?} mode, sources {} · wall {:.0} s</p>",
         esc(&field("cpu_model")),
         esc(&field("usable_cores")),
         esc(&field("arch")),
@@ -291,16 +347,17 @@ pub fn render(report: &SuiteReport) -> String {
         report.config.duration_s,
         report.config.repeat,
         report.config.mode,
-        esc(&report.config.source),
+        esc(&report.config.sources.join(", ")),
         report.wall_seconds,
     );
     for sc in &report.scenarios {
         let _ = write!(
             body,
-            "<section><h2>scenario {}</h2><h3>Targets</h3>{}<h3>CPU</h3>{}<h3>Latency per phase</h3>{}<h3>Drops</h3>{}<h3>Flamegraphs</h3>{}</section>",
-            esc(&sc.scenario),
+            "<section><h2>{}</h2><h3>Targets</h3>{}<h3>CPU</h3>{}{}<h3>Latency per phase</h3>{}<h3>Drops</h3>{}<h3>Flamegraphs</h3>{}</section>",
+            esc(&sc.title()),
             targets_table(sc),
             cpu_chart(sc),
+            floor_text(sc),
             phase_charts(sc),
             drops_chart(sc),
             flame_links(&sc.variants),

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod compare;
+pub mod floor;
 pub mod h264clip;
 pub mod html;
 pub mod runner;

@@ -65,33 +65,42 @@ struct SoakArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Scenarios to run (repeatable).
-    #[arg(long = "scenario", value_enum, default_values_t = [Scenario::Streaming])]
+    /// Scenarios to run (repeatable). Default: streaming and both recording rates.
+    #[arg(long = "scenario", value_enum, default_values_t = [
+        Scenario::Streaming, Scenario::Recording5fps, Scenario::Recording30fps
+    ])]
     scenarios: Vec<Scenario>,
-    /// Frame source for every run: synthetic, fixture:PATH (in-process replay), sim (neon-sim
-    /// on loopback serving --fixture), neon://HOST[:PORT] (a real device) or discover.
-    #[arg(long, default_value = "synthetic")]
-    source: String,
+    /// Frame sources (repeatable; every source runs every scenario): synthetic, fixture:PATH
+    /// (in-process replay, H.264 decoded), sim (neon-sim on loopback serving --fixture),
+    /// neon://HOST[:PORT] (a real device) or discover. Default: the committed 1600x1200 H.264
+    /// fixture, then the synthetic source (which skips the decode).
+    #[arg(long = "source", default_values_t = [
+        format!("fixture:{}", runner::DEFAULT_FIXTURE), "synthetic".to_owned()
+    ])]
+    sources: Vec<String>,
     /// The fixture neon-sim serves for `--source sim` and the network-interruption scenario.
     #[arg(long)]
     fixture: Option<PathBuf>,
     /// Pixel format of the synthetic source (e.g. gray, to give lazy colour something to do).
     #[arg(long)]
     source_format: Option<String>,
-    /// Which variants to generate against the baseline.
+    /// Which variants to generate against the baseline (per cell, only the toggles that act
+    /// there).
     #[arg(long, value_enum, default_value_t = Sweep::Full)]
     sweep: Sweep,
-    /// An explicit variant, NAME=FLAGS (eyetrack run flags, on top of the baseline preset).
+    /// An explicit variant, NAME=FLAGS (eyetrack run flags, on top of the baseline preset);
+    /// runs in every cell.
     #[arg(long = "variant", value_parser = variants::parse_variant)]
     variants: Vec<Variant>,
     /// Stream length of each run (plan: 5-10 minutes on a device; seconds in CI).
-    #[arg(long, value_parser = cli::parse_duration, default_value = "6s")]
+    #[arg(long, value_parser = cli::parse_duration, default_value = "4s")]
     duration: Duration,
     /// Runs per variant, interleaved, so noise is measured.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: u32,
-    /// paced: real time; offline: as fast as possible.
-    #[arg(long, value_enum, default_value_t = Mode::Paced)]
+    /// offline: as fast as possible (CPU per stream-second is what is compared; latency and
+    /// frame-rate targets need paced); paced: real time, what a device sees.
+    #[arg(long, value_enum, default_value_t = Mode::Offline)]
     mode: Mode,
     /// Report folder (default: reports/run-<UTC time>).
     #[arg(long)]
@@ -99,10 +108,14 @@ struct RunArgs {
     /// The eyetrack binary (default: the one next to this binary).
     #[arg(long)]
     eyetrack: Option<PathBuf>,
-    /// A flamegraph per scenario x variant from in-process sampling, in one extra run per
-    /// variant that stays out of the statistics.
+    /// Flamegraphs from in-process sampling, each in one extra run that stays out of the
+    /// statistics: of the baseline and all-optimized per cell (ends), of every variant (all),
+    /// or none.
+    #[arg(long, value_enum, default_value_t = runner::Flamegraphs::Ends)]
+    flamegraphs: runner::Flamegraphs,
+    /// The ffmpeg program alone on the same work for each fixture cell (the floor).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
-    flamegraphs: OnOff,
+    floor: OnOff,
     /// No progress bar and no tables.
     #[arg(long, short)]
     quiet: bool,
@@ -213,26 +226,37 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
              `cargo build --release --bins`, or pass --eyetrack PATH",
         )?,
     };
-    let recording = args.scenarios.iter().any(|s| s.records());
-    let mut variants = variants::sweep(args.sweep, recording);
+    let mut explicit: Vec<Variant> = Vec::new();
     for v in &args.variants {
         anyhow::ensure!(
-            !variants.iter().any(|x| x.name == v.name),
+            !explicit.iter().any(|x| x.name == v.name)
+                && !variants::TOGGLES
+                    .iter()
+                    .any(|t| format!("{}={}", t.name, t.value) == v.name)
+                && v.name != "all-optimized",
             "variant name '{}' is used twice",
             v.name
         );
-        variants.push(v.clone());
+        explicit.push(v.clone());
+    }
+    let mut sources: Vec<String> = Vec::new();
+    for s in &args.sources {
+        if !sources.contains(s) {
+            sources.push(s.clone());
+        }
     }
     let cfg = SuiteConfig {
+        sources,
         scenarios: args.scenarios.clone(),
-        variants: variants.iter().map(VariantSpec::from).collect(),
+        sweep: args.sweep,
+        variants: explicit.iter().map(VariantSpec::from).collect(),
         duration_s: args.duration.as_secs_f64(),
         repeat: args.repeat as usize,
         mode: args.mode,
-        source: args.source.clone(),
         fixture: args.fixture.clone(),
         source_format: args.source_format.clone(),
-        flamegraphs: args.flamegraphs == OnOff::On,
+        flamegraphs: args.flamegraphs,
+        floor: args.floor == OnOff::On,
     };
     let out = args.out.clone().unwrap_or_else(|| default_out("run"));
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -246,7 +270,17 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.quiet {
         print!("{}", tables::targets_table(&report));
         print!("{}", tables::variants_table(&report));
+        print!("{}", tables::floor_table(&report));
         println!("report: {} and {}", path.display(), html.display());
+    }
+    for sc in &report.scenarios {
+        if let Some(f) = sc.floor.as_ref().filter(|f| !f.errors.is_empty()) {
+            eprintln!(
+                "bench-scenarios: warning: the ffmpeg floor of {} failed: {}",
+                sc.title(),
+                f.errors.join("; ")
+            );
+        }
     }
     let failed: usize = report
         .scenarios

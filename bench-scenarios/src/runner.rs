@@ -8,8 +8,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{compare_to_baseline, summarize, RunSample, VariantSummary};
-use crate::variants::Variant;
+use crate::aggregate::{compare_to_baseline, summarize, RunSample, Spread, VariantSummary};
+use crate::floor::{self, FloorSpec};
+use crate::variants::{self, CellKind, Sweep, Variant};
 
 /// Scenarios of the plan's test protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -237,22 +238,105 @@ pub enum Mode {
 /// Everything a suite run is asked to do.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SuiteConfig {
+    /// Every source runs every scenario: a cell per pair, sources outermost.
+    pub sources: Vec<String>,
     pub scenarios: Vec<Scenario>,
+    /// Which toggles each cell flips against the baseline (only those that act there).
+    pub sweep: Sweep,
+    /// Explicit `--variant`s, run in every cell after the sweep's.
     pub variants: Vec<VariantSpec>,
     pub duration_s: f64,
     pub repeat: usize,
     pub mode: Mode,
-    pub source: String,
     /// The fixture neon-sim serves for `--source sim` and the network-interruption scenario
     /// (default: the committed one).
     #[serde(default)]
     pub fixture: Option<PathBuf>,
     /// Pixel format of the synthetic source (`--format`), e.g. gray to exercise lazy colour.
     pub source_format: Option<String>,
-    pub flamegraphs: bool,
+    pub flamegraphs: Flamegraphs,
+    /// Run the ffmpeg program alone on the same work for each fixture cell (the floor).
+    pub floor: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Which variants get a flamegraph (each from one extra run that stays out of the statistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Flamegraphs {
+    Off,
+    /// The baseline and all-optimized of each cell: the two ends, at a fraction of the time.
+    Ends,
+    /// Every variant.
+    #[value(alias = "on")]
+    All,
+}
+
+impl Flamegraphs {
+    fn wants(self, variant: &str) -> bool {
+        match self {
+            Flamegraphs::Off => false,
+            Flamegraphs::Ends => variant == variants::BASELINE || variant == "all-optimized",
+            Flamegraphs::All => true,
+        }
+    }
+}
+
+/// One source x scenario of a suite, with the variants it runs (baseline first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub source: String,
+    pub scenario: Scenario,
+    pub variants: Vec<VariantSpec>,
+}
+
+/// Short name of a source for file names and table titles: `fixture:synthetic-12s`.
+pub fn source_label(source: &str) -> String {
+    if let Some(path) = source.strip_prefix("fixture:") {
+        let stem = Path::new(path)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return format!("fixture:{stem}");
+    }
+    if source.starts_with("neon://") {
+        return "neon".into();
+    }
+    source.to_owned()
+}
+
+/// Whether the pipeline decodes H.264 from this source (everything but the synthetic one).
+pub fn source_decodes(source: &str) -> bool {
+    source != "synthetic"
+}
+
+impl SuiteConfig {
+    /// The cells of the suite in run order, each with the sweep's variants for it plus the
+    /// explicit ones.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for source in &self.sources {
+            for &scenario in &self.scenarios {
+                let kind = CellKind {
+                    records: scenario.records(),
+                    decodes: source_decodes(source) || scenario == Scenario::NetworkInterruption,
+                };
+                let mut v: Vec<VariantSpec> = variants::sweep(self.sweep, kind)
+                    .iter()
+                    .map(VariantSpec::from)
+                    .collect();
+                v.extend(self.variants.iter().cloned());
+                cells.push(Cell {
+                    source: source.clone(),
+                    scenario,
+                    variants: v,
+                });
+            }
+        }
+        cells
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VariantSpec {
     pub name: String,
     pub flags: Vec<String>,
@@ -267,15 +351,45 @@ impl From<&Variant> for VariantSpec {
     }
 }
 
+/// One cell of the suite: a scenario on a source.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScenarioSummary {
     pub scenario: String,
+    /// The `--source` of its runs, and its short label.
+    pub source: String,
+    pub source_label: String,
     /// Baseline first.
     pub variants: Vec<VariantSummary>,
+    /// The ffmpeg program alone doing the same work (fixture sources): each variant's
+    /// `cpu_vs_floor` is its median CPU over this one's.
+    pub floor: Option<FloorSummary>,
+    /// Picture cost of `--fast-decode` on this source (PSNR of the preview against a full
+    /// decode), where a fast-decode variant ran.
+    pub fast_decode_psnr: Option<serde_json::Value>,
 }
 
-/// Bumped on incompatible changes of the suite report.
-pub const SUITE_SCHEMA_VERSION: u32 = 1;
+impl ScenarioSummary {
+    /// `streaming on fixture:synthetic-12s`.
+    pub fn title(&self) -> String {
+        format!("{} on {}", self.scenario, self.source_label)
+    }
+}
+
+/// The floor runs of one cell.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FloorSummary {
+    /// What the ffmpeg program was asked to do, in words, and its exact arguments.
+    pub work: String,
+    pub command: Vec<String>,
+    /// CPU-seconds of the ffmpeg process per second of stream, over the repeats.
+    pub cpu_per_stream_second: Spread,
+    pub errors: Vec<String>,
+}
+
+/// Bumped on incompatible changes of the suite report. 2: a cell per source x scenario
+/// (`source`, `source_label`), the ffmpeg floor and `cpu_vs_floor`, the fast-decode PSNR,
+/// `config.sources`/`sweep`/`floor`, flamegraphs off|ends|all.
+pub const SUITE_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SuiteReport {
@@ -350,13 +464,23 @@ pub fn run_suite(
     // Each recording run writes under here; its folder is removed once its report is read
     // (the report keeps the byte and fsync counts), so a long sweep does not fill the disk.
     let rec_root = out.join("recordings");
-    let mut scenario_flags = Vec::new();
+    let cells = cfg.cells();
+    let mut cell_flags = Vec::new();
     let mut sources = Vec::new();
-    for s in &cfg.scenarios {
-        scenario_flags.push(s.flags(&rec_root).map_err(RunnerError::Unsupported)?);
-        sources.push(
-            run_source(&cfg.source, cfg.fixture.as_deref(), *s, cfg.duration_s)
+    for c in &cells {
+        cell_flags.push(
+            c.scenario
+                .flags(&rec_root)
                 .map_err(RunnerError::Unsupported)?,
+        );
+        sources.push(
+            run_source(
+                &c.source,
+                cfg.fixture.as_deref(),
+                c.scenario,
+                cfg.duration_s,
+            )
+            .map_err(RunnerError::Unsupported)?,
         );
     }
     let neon_sim = if sources.iter().any(|s| matches!(s, RunSource::Sim { .. })) {
@@ -380,6 +504,19 @@ pub fn run_suite(
     } else {
         None
     };
+    for (c, src) in cells.iter().zip(&sources) {
+        if let RunSource::Direct(s) = src {
+            if let Some(path) = s.strip_prefix("fixture:") {
+                if !Path::new(path).is_file() {
+                    return Err(RunnerError::Unsupported(format!(
+                        "fixture {path} not found (source of scenario {}; run from the \
+                         repository root for the committed one)",
+                        c.scenario.name()
+                    )));
+                }
+            }
+        }
+    }
     for dir in [out.to_path_buf(), out.join("runs"), out.join("flamegraphs")] {
         std::fs::create_dir_all(&dir).map_err(|source| RunnerError::Io {
             path: dir.display().to_string(),
@@ -387,9 +524,62 @@ pub fn run_suite(
         })?;
     }
     let started = std::time::Instant::now();
-    let total = (cfg.scenarios.len()
-        * cfg.variants.len()
-        * (cfg.repeat + usize::from(cfg.flamegraphs))) as u64;
+
+    // The floor of each cell whose frames come from a fixture: the same stream, the same
+    // length, decoded (and for recording, encoded) by the ffmpeg program alone.
+    let mut floors: Vec<Option<FloorSpec>> = Vec::new();
+    let mut exported: Vec<(PathBuf, Result<floor::Clip, String>)> = Vec::new();
+    let mut psnr: Vec<(PathBuf, serde_json::Value)> = Vec::new();
+    for (c, src) in cells.iter().zip(&sources) {
+        let fixture = match src {
+            RunSource::Direct(s) => s.strip_prefix("fixture:").map(PathBuf::from),
+            RunSource::Sim {
+                fixture,
+                drop: None,
+            } => Some(fixture.clone()),
+            RunSource::Sim { .. } => None,
+        };
+        let Some(fixture) = fixture else {
+            floors.push(None);
+            continue;
+        };
+        if c.variants
+            .iter()
+            .any(|v| v.flags.iter().any(|f| f == "--fast-decode"))
+            && !psnr.iter().any(|(f, _)| *f == fixture)
+        {
+            psnr.push((fixture.clone(), floor::fast_decode_psnr(&fixture)));
+        }
+        if !cfg.floor {
+            floors.push(None);
+            continue;
+        }
+        if !exported.iter().any(|(f, _)| *f == fixture) {
+            let clip = floor::export_clip(&fixture, &out.join("floor"));
+            exported.push((fixture.clone(), clip));
+        }
+        let clip = exported
+            .iter()
+            .find(|(f, _)| *f == fixture)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| Err("no clip".into()));
+        floors.push(Some(FloorSpec::new(
+            clip,
+            c.scenario,
+            cfg.duration_s,
+            &out.join("floor"),
+        )));
+    }
+
+    let flame_count = cells
+        .iter()
+        .flat_map(|c| &c.variants)
+        .filter(|v| cfg.flamegraphs.wants(&v.name))
+        .count();
+    let floor_count = floors.iter().filter(|f| f.is_some()).count();
+    let total = (cells.iter().map(|c| c.variants.len()).sum::<usize>() * cfg.repeat
+        + floor_count * cfg.repeat
+        + flame_count) as u64;
     let bar = if progress {
         let bar = ProgressBar::new(total);
         bar.set_style(
@@ -405,53 +595,64 @@ pub fn run_suite(
     };
     bar.enable_steady_tick(Duration::from_millis(500));
 
-    // slots[scenario][variant] = (ok samples, run files, errors, flamegraph run)
+    // slots[cell][variant] = (ok samples, run files, errors, flamegraph run)
     type Slot = (Vec<RunSample>, Vec<String>, Vec<String>, Option<FlameRun>);
-    let mut slots: Vec<Vec<Slot>> = cfg
-        .scenarios
+    let mut slots: Vec<Vec<Slot>> = cells
         .iter()
-        .map(|_| cfg.variants.iter().map(|_| Default::default()).collect())
+        .map(|c| c.variants.iter().map(|_| Default::default()).collect())
         .collect();
+    // floor_runs[cell] = (CPU per stream-second of each ok run, errors)
+    let mut floor_runs: Vec<(Vec<f64>, Vec<String>)> =
+        cells.iter().map(|_| Default::default()).collect();
     let mut eyetrack_tool = serde_json::Value::Null;
 
     // Interleaved: A B C A B C ..., so slow drift (thermal, other load) hits every variant alike.
     // The flamegraph runs come last and stay out of the statistics: the sampler's buffers add
     // over 100 MB of RSS, which would otherwise be charged to the variant.
-    let passes = cfg.repeat + usize::from(cfg.flamegraphs);
+    let passes = cfg.repeat + usize::from(flame_count > 0);
     for rep in 1..=passes {
         let flame_pass = rep > cfg.repeat;
-        for (si, scenario) in cfg.scenarios.iter().enumerate() {
-            for (vi, variant) in cfg.variants.iter().enumerate() {
+        for (ci, cell) in cells.iter().enumerate() {
+            let cell_stem = format!(
+                "{}--{}",
+                file_stem(&source_label(&cell.source)),
+                cell.scenario.name()
+            );
+            if let (false, Some(f)) = (flame_pass, &floors[ci]) {
+                bar.set_message(format!("{cell_stem} ffmpeg floor #{rep}"));
+                match f.run() {
+                    Ok(cpu) => floor_runs[ci].0.push(cpu),
+                    Err(e) => floor_runs[ci].1.push(format!("repeat {rep}: {e}")),
+                }
+                bar.inc(1);
+            }
+            for (vi, variant) in cell.variants.iter().enumerate() {
+                if flame_pass && !cfg.flamegraphs.wants(&variant.name) {
+                    continue;
+                }
                 let label = if flame_pass {
                     "flamegraph".to_owned()
                 } else {
                     format!("#{rep}")
                 };
-                bar.set_message(format!("{} {} {label}", scenario.name(), variant.name));
+                bar.set_message(format!("{cell_stem} {} {label}", variant.name));
                 let stem = if flame_pass {
-                    format!(
-                        "{}--{}--flamegraph",
-                        scenario.name(),
-                        file_stem(&variant.name)
-                    )
+                    format!("{cell_stem}--{}--flamegraph", file_stem(&variant.name))
                 } else {
-                    format!("{}--{}--r{rep}", scenario.name(), file_stem(&variant.name))
+                    format!("{cell_stem}--{}--r{rep}", file_stem(&variant.name))
                 };
                 let report = out.join("runs").join(format!("{stem}.json"));
                 let flame = flame_pass.then(|| {
-                    out.join("flamegraphs").join(format!(
-                        "{}--{}.svg",
-                        scenario.name(),
-                        file_stem(&variant.name)
-                    ))
+                    out.join("flamegraphs")
+                        .join(format!("{cell_stem}--{}.svg", file_stem(&variant.name)))
                 });
                 // A simulator per run: every run sees the fault at the same point of its stream.
-                let sim = match (&sources[si], &neon_sim) {
+                let sim = match (&sources[ci], &neon_sim) {
                     (RunSource::Sim { fixture, drop }, Some(bin)) => {
                         match SimProcess::start(bin, fixture, *drop) {
                             Ok(p) => Some(p),
                             Err(e) => {
-                                slots[si][vi].2.push(format!("repeat {rep}: {e}"));
+                                slots[ci][vi].2.push(format!("repeat {rep}: {e}"));
                                 bar.inc(1);
                                 continue;
                             }
@@ -459,22 +660,22 @@ pub fn run_suite(
                     }
                     _ => None,
                 };
-                let source = match (&sources[si], &sim) {
+                let source = match (&sources[ci], &sim) {
                     (RunSource::Direct(s), _) => s.clone(),
                     (_, Some(p)) => p.source(),
-                    (_, None) => cfg.source.clone(),
+                    (_, None) => cell.source.clone(),
                 };
                 let mut cmd = Command::new(eyetrack);
                 cmd.args(["run", "--quiet", "--source", &source, "--duration"])
                     .arg(format!("{}s", cfg.duration_s))
-                    .args(&scenario_flags[si])
+                    .args(&cell_flags[ci])
                     .args(&variant.flags)
                     .arg("--report")
                     .arg(&report)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped());
-                if cfg.mode == Mode::Offline && !sources[si].is_network() {
+                if cfg.mode == Mode::Offline && !sources[ci].is_network() {
                     cmd.arg("--as-fast-as-possible");
                 }
                 if let Some(f) = cfg.source_format.as_ref().filter(|_| source == "synthetic") {
@@ -483,7 +684,7 @@ pub fn run_suite(
                 if let Some(f) = &flame {
                     cmd.arg("--flamegraph").arg(f);
                 }
-                if scenario.records() {
+                if cell.scenario.records() {
                     std::fs::create_dir_all(&rec_root).map_err(|source| RunnerError::Io {
                         path: rec_root.display().to_string(),
                         source,
@@ -499,10 +700,10 @@ pub fn run_suite(
                     }
                 })?;
                 drop(sim);
-                if scenario.records() {
+                if cell.scenario.records() {
                     let _ = std::fs::remove_dir_all(&rec_root);
                 }
-                let slot = &mut slots[si][vi];
+                let slot = &mut slots[ci][vi];
                 let rel = format!("runs/{stem}.json");
                 let loaded = if output.status.success() {
                     RunSample::load(&report).map_err(|e| e.to_string())
@@ -533,13 +734,15 @@ pub fn run_suite(
         }
     }
     bar.finish_and_clear();
+    // The exported clips are large (the whole H.264 stream); the report keeps the commands.
+    let _ = std::fs::remove_dir_all(out.join("floor"));
 
-    let scenarios = cfg
-        .scenarios
+    let scenarios = cells
         .iter()
         .zip(slots)
-        .map(|(scenario, row)| {
-            let mut variants: Vec<VariantSummary> = cfg
+        .zip(floors.iter().zip(floor_runs))
+        .map(|((cell, row), (floor_spec, (floor_cpu, floor_errors)))| {
+            let mut variants: Vec<VariantSummary> = cell
                 .variants
                 .iter()
                 .zip(row)
@@ -547,7 +750,7 @@ pub fn run_suite(
                     summarize(
                         &v.name,
                         &v.flags,
-                        scenario.name(),
+                        cell.scenario.name(),
                         &samples,
                         runs,
                         errors,
@@ -556,9 +759,44 @@ pub fn run_suite(
                 })
                 .collect();
             compare_to_baseline(&mut variants);
+            let floor = floor_spec.as_ref().map(|f| FloorSummary {
+                work: f.work.clone(),
+                command: f.args.clone(),
+                cpu_per_stream_second: Spread::of(&floor_cpu),
+                errors: floor_errors,
+            });
+            if let Some(f) = floor
+                .as_ref()
+                .filter(|f| f.cpu_per_stream_second.median > 0.0)
+            {
+                for v in &mut variants {
+                    v.cpu_vs_floor =
+                        Some(v.cpu_per_stream_second.median / f.cpu_per_stream_second.median);
+                }
+            }
+            let fixture = match cell.source.strip_prefix("fixture:") {
+                Some(p) => Some(PathBuf::from(p)),
+                None if cell.source == "sim" || cell.source == "neon-sim" => Some(
+                    cfg.fixture
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_FIXTURE)),
+                ),
+                None => None,
+            };
+            let fast_decode_psnr = variants
+                .iter()
+                .any(|v| v.flags.iter().any(|f| f == "--fast-decode"))
+                .then(|| {
+                    fixture.and_then(|f| psnr.iter().find(|(p, _)| *p == f).map(|(_, v)| v.clone()))
+                })
+                .flatten();
             ScenarioSummary {
-                scenario: scenario.name().to_owned(),
+                scenario: cell.scenario.name().to_owned(),
+                source: cell.source.clone(),
+                source_label: source_label(&cell.source),
                 variants,
+                floor,
+                fast_decode_psnr,
             }
         })
         .collect();

@@ -29,6 +29,7 @@ pub fn variants_table(report: &SuiteReport) -> String {
             "CPU % of a core (min-max)",
             "vs baseline",
             "result",
+            "vs ffmpeg floor",
             "process p95 ms",
             "preview p95 ms",
             "overlay p95 ms",
@@ -54,6 +55,7 @@ pub fn variants_table(report: &SuiteReport) -> String {
                 spread_cell(&v.cpu_per_stream_second, 100.0, ""),
                 change,
                 v.verdict.label().to_owned(),
+                v.cpu_vs_floor.map_or("-".into(), |r| format!("{r:.2}x")),
                 p95("process"),
                 p95("preview"),
                 p95("overlay"),
@@ -66,10 +68,17 @@ pub fn variants_table(report: &SuiteReport) -> String {
                 },
             ]);
         }
+        let floor = sc.floor.as_ref().map_or(String::new(), |f| {
+            format!(
+                "; floor {} = {}",
+                spread_cell(&f.cpu_per_stream_second, 100.0, " %"),
+                f.work
+            )
+        });
         out.push_str(&format!(
-            "scenario {} — CPU is CPU-seconds per stream-second of the whole process tree; \
-             a change inside the repeat-to-repeat noise is \"no change\"\n{}\n\n",
-            sc.scenario,
+            "{} — CPU is CPU-seconds per stream-second of the whole process tree; \
+             a change inside the repeat-to-repeat noise is \"no change\"{floor}\n{}\n\n",
+            sc.title(),
             b.build().with(Style::rounded())
         ));
     }
@@ -107,10 +116,80 @@ pub fn targets_table(report: &SuiteReport) -> String {
             b.push_record(row);
         }
         out.push_str(&format!(
-            "targets, scenario {}\n{}\n\n",
-            sc.scenario,
+            "targets, {}\n{}\n\n",
+            sc.title(),
             b.build().with(Style::rounded())
         ));
+    }
+    out
+}
+
+/// The ffmpeg floors and the fast-decode picture cost: what each cell is measured against.
+pub fn floor_table(report: &SuiteReport) -> String {
+    let mut b = Builder::default();
+    b.push_record([
+        "cell",
+        "ffmpeg alone",
+        "CPU % of a core (min-max)",
+        "baseline vs floor",
+        "all-optimized vs floor",
+    ]);
+    let mut rows = 0;
+    for sc in &report.scenarios {
+        let Some(f) = &sc.floor else { continue };
+        let ratio = |name: &str| {
+            sc.variants
+                .iter()
+                .find(|v| v.name == name)
+                .and_then(|v| v.cpu_vs_floor)
+                .map_or("-".into(), |r| format!("{r:.2}x"))
+        };
+        let cpu = if f.errors.is_empty() {
+            spread_cell(&f.cpu_per_stream_second, 100.0, "")
+        } else {
+            format!("FAILED: {}", f.errors.join("; "))
+        };
+        b.push_record([
+            sc.title(),
+            f.work.clone(),
+            cpu,
+            ratio("baseline"),
+            ratio("all-optimized"),
+        ]);
+        rows += 1;
+    }
+    let mut out = String::new();
+    if rows > 0 {
+        out.push_str(&format!(
+            "the floor: the ffmpeg program alone doing the same work\n{}\n\n",
+            b.build().with(Style::rounded())
+        ));
+    }
+    let mut seen = Vec::new();
+    for sc in &report.scenarios {
+        let Some(p) = &sc.fast_decode_psnr else {
+            continue;
+        };
+        if seen.contains(&sc.source) {
+            continue;
+        }
+        seen.push(sc.source.clone());
+        let num = |k: &str| p.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        match p.get("error") {
+            Some(e) => out.push_str(&format!(
+                "--fast-decode picture cost on {}: not measured ({e})\n\n",
+                sc.source_label
+            )),
+            None => out.push_str(&format!(
+                "--fast-decode picture cost on {}: preview PSNR {:.1} dB (luma; worst frame \
+                 {:.1} dB, {} of {} frames identical) against a full decode\n\n",
+                sc.source_label,
+                num("preview_y_db"),
+                num("preview_y_min_db"),
+                num("identical_frames"),
+                num("frames"),
+            )),
+        }
     }
     out
 }

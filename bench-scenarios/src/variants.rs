@@ -1,7 +1,7 @@
 //! Variants: named sets of `eyetrack run` flags, and the sweeps that generate them against the
-//! plan's baseline (design.md's toggle table).
+//! plan's baseline (design.md's toggle table), per source and scenario.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One configuration of the pipeline, as the flags that select it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -22,24 +22,102 @@ impl Variant {
 /// Name of the variant every comparison is against.
 pub const BASELINE: &str = "baseline";
 
-/// Each optimization toggle with the flag that turns it on, in the plan's order.
-pub const TOGGLES: &[(&str, &str, &str)] = &[
-    ("resize", "--resize", "area"),
-    ("copy", "--copy", "if-needed"),
-    ("reduced-processing", "--reduced-processing", "on"),
-    ("lazy-color", "--lazy-color", "on"),
-    ("overlay", "--overlay", "sprite"),
-    ("dedupe", "--dedupe", "on"),
-    ("color-path", "--color-path", "planar"),
-    ("flush-every", "--flush-every", "30"),
-    ("fsync-every", "--fsync-every", "600"),
+/// Where a toggle can change anything, so a sweep only spends runs where it can measure it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// The preview path (process, preview, overlay): streaming runs.
+    Preview,
+    /// The H.264 decoder while nothing records: streaming runs of a source that decodes.
+    Decode,
+    /// The H.264 decoder whatever else runs: every run of a source that decodes.
+    DecodeAlways,
+    /// The recorder: recording runs.
+    Recording,
+}
+
+/// One toggle of design.md's table, with the value the sweep tries against the baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Toggle {
+    pub name: &'static str,
+    pub flag: &'static str,
+    pub value: &'static str,
+    pub scope: Scope,
+}
+
+const fn t(name: &'static str, flag: &'static str, value: &'static str, scope: Scope) -> Toggle {
+    Toggle {
+        name,
+        flag,
+        value,
+        scope,
+    }
+}
+
+/// Every toggle of design.md's table, in the plan's order, then the decode and encoder choices
+/// (the baseline already has the value the plan's code gets; these try the other one).
+pub const TOGGLES: &[Toggle] = &[
+    t("resize", "--resize", "area", Scope::Preview),
+    t("copy", "--copy", "if-needed", Scope::Preview),
+    t(
+        "reduced-processing",
+        "--reduced-processing",
+        "on",
+        Scope::Preview,
+    ),
+    t("lazy-color", "--lazy-color", "on", Scope::Preview),
+    t("overlay", "--overlay", "sprite", Scope::Preview),
+    t("dedupe", "--dedupe", "on", Scope::Preview),
+    t("color-path", "--color-path", "planar", Scope::Preview),
+    t("flush-every", "--flush-every", "30", Scope::Recording),
+    t("fsync-every", "--fsync-every", "600", Scope::Recording),
+    t("encoder", "--encoder", "libav", Scope::Recording),
+    t(
+        "frame-selection",
+        "--frame-selection",
+        "camera",
+        Scope::Recording,
+    ),
+    t(
+        "encoder-threads",
+        "--encoder-threads",
+        "auto",
+        Scope::Recording,
+    ),
+    t("decoder", "--decoder", "openh264", Scope::Decode),
+    t("fast-decode", "--fast-decode", "on", Scope::Decode),
+    t("reduced-decode", "--reduced-decode", "on", Scope::Decode),
+    t(
+        "decode-threads",
+        "--decode-threads",
+        "frame:2",
+        Scope::DecodeAlways,
+    ),
+    t("zero-copy", "--zero-copy", "on", Scope::DecodeAlways),
 ];
 
-/// Toggles that only act while recording: a suite without a recording scenario leaves them out
-/// of the one-at-a-time sweep (they could only measure noise there).
-pub const RECORDING_TOGGLES: &[&str] = &["flush-every", "fsync-every"];
+/// What one cell of the suite (a source x a scenario) exercises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CellKind {
+    /// The scenario records.
+    pub records: bool,
+    /// The source delivers H.264 that the pipeline decodes (fixture, neon-sim, a device).
+    pub decodes: bool,
+}
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+impl Toggle {
+    /// Whether flipping this toggle can change the CPU of such a cell.
+    pub fn applies(&self, cell: CellKind) -> bool {
+        match self.scope {
+            Scope::Preview => !cell.records,
+            Scope::Decode => cell.decodes && !cell.records,
+            Scope::DecodeAlways => cell.decodes,
+            Scope::Recording => cell.records,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sweep {
     /// Only the baseline and explicit `--variant`s.
@@ -57,17 +135,15 @@ pub fn baseline() -> Variant {
     Variant::new(BASELINE, &["--preset", "baseline"])
 }
 
-/// The variants a sweep runs, baseline first; `recording` = some scenario records.
-pub fn sweep(sweep: Sweep, recording: bool) -> Vec<Variant> {
+/// The variants a sweep runs in one cell, baseline first: one-at-a-time takes only the toggles
+/// that act there (a recording toggle in a streaming run could only measure noise).
+pub fn sweep(sweep: Sweep, cell: CellKind) -> Vec<Variant> {
     let mut v = vec![baseline()];
     if matches!(sweep, Sweep::OneAtATime | Sweep::Full) {
-        for (name, flag, value) in TOGGLES
-            .iter()
-            .filter(|(name, _, _)| recording || !RECORDING_TOGGLES.contains(name))
-        {
+        for tg in TOGGLES.iter().filter(|tg| tg.applies(cell)) {
             v.push(Variant::new(
-                &format!("{name}={value}"),
-                &["--preset", "baseline", flag, value],
+                &format!("{}={}", tg.name, tg.value),
+                &["--preset", "baseline", tg.flag, tg.value],
             ));
         }
     }
@@ -114,22 +190,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn full_sweep_is_baseline_each_toggle_and_all() {
-        let v = sweep(Sweep::Full, true);
-        assert_eq!(v.len(), 1 + TOGGLES.len() + 1);
-        let streaming_only = sweep(Sweep::Full, false);
+    fn each_cell_sweeps_the_toggles_that_act_there() {
+        let cell = |records, decodes| CellKind { records, decodes };
+        let names =
+            |c| -> Vec<String> { sweep(Sweep::Full, c).into_iter().map(|v| v.name).collect() };
+        let fixture_streaming = names(cell(false, true));
         assert_eq!(
-            streaming_only.len(),
-            1 + TOGGLES.len() - RECORDING_TOGGLES.len() + 1
+            fixture_streaming.first().map(String::as_str),
+            Some("baseline")
         );
-        assert!(!streaming_only
+        assert_eq!(
+            fixture_streaming.last().map(String::as_str),
+            Some("all-optimized")
+        );
+        assert!(fixture_streaming.contains(&"fast-decode=on".to_owned()));
+        assert!(fixture_streaming.contains(&"resize=area".to_owned()));
+        assert!(!fixture_streaming
             .iter()
-            .any(|v| v.name.starts_with("flush-every")));
-        assert_eq!(v[0].name, "baseline");
+            .any(|n| n.starts_with("flush-every")));
+        let synthetic_streaming = names(cell(false, false));
+        assert!(!synthetic_streaming.iter().any(|n| n.contains("decode")));
+        let fixture_recording = names(cell(true, true));
+        assert!(fixture_recording.contains(&"encoder=libav".to_owned()));
+        assert!(fixture_recording.contains(&"decode-threads=frame:2".to_owned()));
+        assert!(!fixture_recording.contains(&"fast-decode=on".to_owned()));
+        assert!(!fixture_recording.contains(&"resize=area".to_owned()));
+        // Every toggle is measured in at least one cell of the default suite.
+        for tg in TOGGLES {
+            let cells = [
+                cell(false, true),
+                cell(true, true),
+                cell(false, false),
+                cell(true, false),
+            ];
+            assert!(cells.iter().any(|c| tg.applies(*c)), "{}", tg.name);
+        }
+        let v = sweep(Sweep::Full, cell(false, false));
         assert_eq!(v[1].flags, ["--preset", "baseline", "--resize", "area"]);
-        assert_eq!(v.last().unwrap().name, "all-optimized");
-        assert_eq!(sweep(Sweep::None, true).len(), 1);
-        assert_eq!(sweep(Sweep::AllOptimized, true).len(), 2);
+        assert_eq!(sweep(Sweep::None, cell(true, true)).len(), 1);
+        assert_eq!(sweep(Sweep::AllOptimized, cell(true, true)).len(), 2);
     }
 
     #[test]

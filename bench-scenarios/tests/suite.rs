@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// From the repository root, where the default fixture path points.
 fn bench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bench-scenarios"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bench-scenarios"));
+    c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    c
 }
 
 #[path = "common/bins.rs"]
@@ -39,6 +42,17 @@ fn run_suite_with(out: &Path, extra: &[&str], flamegraphs: &str) -> serde_json::
         .arg("--out")
         .arg(out)
         .args(extra)
+        // One cell unless a test asks for more: the synthetic source, streaming.
+        .args(if extra.contains(&"--source") {
+            &[][..]
+        } else {
+            &["--source", "synthetic"][..]
+        })
+        .args(if extra.contains(&"--scenario") {
+            &[][..]
+        } else {
+            &["--scenario", "streaming"][..]
+        })
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -52,17 +66,24 @@ fn a_sweep_reports_every_variant_against_the_baseline() {
         &out,
         &[
             "--sweep",
-            "one-at-a-time",
+            "full",
             "--variant",
             "bilinear-sprite=--overlay sprite",
         ],
     );
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
+    assert_eq!(r["scenarios"].as_array().unwrap().len(), 1);
     let sc = &r["scenarios"][0];
     assert_eq!(sc["scenario"], "streaming");
+    assert_eq!(sc["source"], "synthetic");
+    // No decode and no floor on the synthetic source.
+    assert!(sc["floor"].is_null());
     let variants = sc["variants"].as_array().unwrap();
-    // Streaming only: the recording toggles (flush-every, fsync-every) are left out.
-    assert_eq!(variants.len(), 1 + 7 + 1);
+    // Streaming on the synthetic source: the 7 preview toggles and the explicit variant; the
+    // recording and decode toggles are left out.
+    assert_eq!(variants.len(), 1 + 7 + 1 + 1);
+    assert_eq!(variants[8]["name"], "all-optimized");
+    assert_eq!(variants[9]["name"], "bilinear-sprite");
     assert_eq!(variants[0]["name"], "baseline");
     assert_eq!(variants[0]["verdict"], "baseline");
     for v in variants {
@@ -144,7 +165,7 @@ fn index_html_renders_its_charts_in_chromium() {
             .filter(|p| p[..3] == rgb)
             .count()
     };
-    assert!(html.contains("flamegraphs/streaming--baseline.svg"));
+    assert!(html.contains("flamegraphs/synthetic--streaming--baseline.svg"));
     let baseline_bar = count([0x8a, 0x8f, 0x98]);
     let latency_bars = count([0x7b, 0x61, 0xb8]);
     assert!(
@@ -152,6 +173,81 @@ fn index_html_renders_its_charts_in_chromium() {
         "baseline CPU bar pixels: {baseline_bar}"
     );
     assert!(latency_bars > 2000, "latency bar pixels: {latency_bars}");
+    std::fs::remove_dir_all(out).ok();
+}
+
+/// The default cells (fixture and synthetic x streaming and both recording rates), with the
+/// ffmpeg floor on the fixture's and the fast-decode PSNR where a fast-decode variant runs.
+#[test]
+fn the_default_suite_measures_the_fixture_against_the_ffmpeg_floor() {
+    let out = tmp("floor");
+    let o = bench()
+        .args(["run", "--quiet", "--duration", "1s", "--repeat", "2"])
+        .args(["--sweep", "all-optimized", "--flamegraphs", "off"])
+        .args(["--variant", "fast=--fast-decode on", "--eyetrack"])
+        .arg(eyetrack())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let cells: Vec<(String, String)> = r["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["source_label"].as_str().unwrap().to_owned(),
+                c["scenario"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = ["fixture:synthetic-12s", "synthetic"]
+        .iter()
+        .flat_map(|s| {
+            ["streaming", "recording-5fps", "recording-30fps"]
+                .iter()
+                .map(move |c| (s.to_string(), c.to_string()))
+        })
+        .collect();
+    assert_eq!(cells, want);
+    for c in r["scenarios"].as_array().unwrap() {
+        let fixture = c["source"].as_str().unwrap().starts_with("fixture:");
+        assert_eq!(!c["floor"].is_null(), fixture, "{}", c["source"]);
+        for v in c["variants"].as_array().unwrap() {
+            assert_eq!(v["failed_runs"], 0, "{v}");
+            assert_eq!(v["cpu_vs_floor"].is_number(), fixture, "{v}");
+        }
+        if fixture {
+            let f = &c["floor"];
+            assert!(f["errors"].as_array().unwrap().is_empty(), "{f}");
+            assert_eq!(
+                f["cpu_per_stream_second"]["values"]
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                2
+            );
+            assert!(f["cpu_per_stream_second"]["median"].as_f64().unwrap() > 0.0);
+            let cmd: Vec<&str> = f["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            assert!(cmd.windows(2).any(|w| w == ["-threads", "1"]), "{cmd:?}");
+            let records = c["scenario"] != "streaming";
+            assert_eq!(cmd.contains(&"libx264"), records, "{cmd:?}");
+            // Fast decode acts only while nothing records; its PSNR comes with the variant.
+            let psnr = &c["fast_decode_psnr"];
+            assert!(psnr["preview_y_db"].as_f64().unwrap() > 30.0, "{psnr}");
+        }
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("ffmpeg floor") && html.contains("the floor"));
+    assert!(!out.join("floor").exists(), "exported clips are removed");
     std::fs::remove_dir_all(out).ok();
 }
 
