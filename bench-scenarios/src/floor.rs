@@ -3,7 +3,7 @@
 //!
 //! This is the reference a device user reads a variant against: how far above "the decoder
 //! and encoder and nothing else" the pipeline is. The work is the same stream (the fixture's
-//! own access units, exported), the same length (looped like a replay), one decoding thread
+//! own access units, exported), the same length (repeated like a looping replay), one decoding thread
 //! and one x264 thread, libx264 ultrafast at crf 23 (the recorder's codec settings).
 
 use std::path::{Path, PathBuf};
@@ -19,8 +19,11 @@ pub struct Clip {
     pub fps: f64,
 }
 
-/// Exports the access units of `fixture` into `dir`.
-pub fn export_clip(fixture: &Path, dir: &Path) -> Result<Clip, String> {
+/// Exports the access units of `fixture` into `dir`, repeated until the file holds at least
+/// `seconds` of stream. A replay loops the fixture; ffmpeg's `-stream_loop` does not loop a
+/// raw H.264 input (seen here: `-t 20` on a 12 s clip decoded 360 pictures, not 600), but a
+/// concatenation of the whole stream is a valid stream (each copy starts with SPS, PPS, IDR).
+pub fn export_clip(fixture: &Path, dir: &Path, seconds: f64) -> Result<Clip, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let stem = fixture
         .file_stem()
@@ -35,6 +38,21 @@ pub fn export_clip(fixture: &Path, dir: &Path) -> Result<Clip, String> {
     } else {
         30.0
     };
+    let clip_seconds = s.access_units as f64 / fps;
+    let copies = if clip_seconds > 0.0 {
+        (seconds / clip_seconds).ceil().clamp(1.0, 10_000.0) as usize
+    } else {
+        1
+    };
+    if copies > 1 {
+        let once = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let mut f =
+            std::fs::File::create(&path).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        for _ in 0..copies {
+            std::io::Write::write_all(&mut f, &once)
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+    }
     Ok(Clip { path, fps })
 }
 
@@ -89,8 +107,6 @@ impl FloorSpec {
             "error",
             "-threads",
             "1",
-            "-stream_loop",
-            "-1",
             "-f",
             "h264",
             "-framerate",

@@ -130,6 +130,54 @@ fn streams_ten_seconds_over_udp_and_tcp() {
     }
 }
 
+/// The phone's two TCP quirks (official client 1.9.0, PRs #89 and #90), each reproduced by a
+/// neon-sim switch: a SETUP reply without `interleaved=` (the client assumes the channels it
+/// asked for) and stray `400 Bad Request` replies among the frames (dropped, counted, and the
+/// stream goes on without a reconnect). retina alone failed SETUP on the first and ended the
+/// session on the second.
+#[test]
+fn tcp_tolerates_the_phones_setup_reply_and_stray_400s() {
+    let _one = serial();
+    let dir = tmp("tcp-quirks");
+    let cases: [(&str, &[&str]); 2] = [
+        ("no-echo", &["--tcp-no-interleaved-echo"]),
+        ("stray-400", &["--tcp-stray-400-every", "40"]),
+    ];
+    let runs: Vec<_> = cases
+        .into_iter()
+        .map(|(name, extra)| {
+            let sim = start_sim(extra);
+            let report = dir.join(format!("{name}.json"));
+            let child = run_eyetrack(&[
+                "--source",
+                &format!("neon://{}", sim.http),
+                "--rtsp-transport",
+                "tcp",
+                "--duration",
+                "4s",
+                "--report",
+                report.to_str().unwrap(),
+            ]);
+            (name, sim, child, report)
+        })
+        .collect();
+    for (name, _sim, child, report) in runs {
+        let r = finish(child, &report);
+        assert!(counter(&r, "frames_acquired") > 0, "{name}: no frames");
+        assert!(counter(&r, "gaze_samples") > 0, "{name}: no gaze");
+        assert_eq!(counter(&r, "net_reconnects"), 0, "{name}");
+        let stray = counter(&r, "net_tcp_stray_responses");
+        let assumed = counter(&r, "net_tcp_assumed_interleaved");
+        if name == "no-echo" {
+            assert!(assumed > 0, "{name}: no SETUP reply was fixed up");
+            assert_eq!(stray, 0, "{name}");
+        } else {
+            assert!(stray > 0, "{name}: no stray reply counted");
+            assert_eq!(assumed, 0, "{name}");
+        }
+    }
+}
+
 #[test]
 fn reconnects_after_the_device_drops_and_the_recording_survives() {
     let _one = serial();

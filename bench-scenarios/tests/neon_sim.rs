@@ -526,3 +526,70 @@ fn drop_closes_connections_refuses_then_accepts_again() {
     assert_eq!(c.request("OPTIONS", &url, &[]).status, 200);
     assert_eq!(http(&sim.http, "GET", "/api/status", "").0, 200);
 }
+
+/// The phone's TCP quirks on demand: `--tcp-no-interleaved-echo` leaves `interleaved=` out of
+/// the SETUP reply but sends on the asked-for channels; `--tcp-stray-400-every N` puts a stray
+/// `400 Bad Request` (no CSeq, with a body) between frames every N packets.
+#[test]
+fn tcp_quirk_switches_reproduce_the_phone() {
+    let fixture = tmp_fixture("tcp-quirks");
+    let sim = start_sim(
+        &fixture,
+        &["--tcp-no-interleaved-echo", "--tcp-stray-400-every", "20"],
+    );
+    let mut c = Rtsp::connect(&sim.rtsp);
+    let url = format!("rtsp://{}/?camera=gaze", sim.rtsp);
+    assert_eq!(c.request("DESCRIBE", &url, &[]).status, 200);
+    let r = c.request(
+        "SETUP",
+        &url,
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=4-5")],
+    );
+    assert_eq!(r.status, 200);
+    let t = r.header("Transport").unwrap().to_string();
+    assert!(!t.contains("interleaved"), "{t}");
+    assert_eq!(
+        c.request("PLAY", &url, &[("Range", "npt=now-")]).status,
+        200
+    );
+    let (mut frames, mut strays) = (0, 0);
+    while strays < 2 {
+        if c.pending.len() < 12 {
+            c.fill();
+            continue;
+        }
+        if c.pending[0] == b'R' {
+            assert!(c.pending.starts_with(b"RTSP/1.0 400"), "a stray 400");
+            {
+                let end = c
+                    .pending
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + 4);
+                let Some(end) = end else {
+                    c.fill();
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&c.pending[..end]).to_string();
+                assert!(!head.contains("CSeq"), "{head}");
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                while c.pending.len() < end + len {
+                    c.fill();
+                }
+                c.pending.drain(..end + len);
+                assert!(frames >= 20, "a stray reply after {frames} frames");
+                strays += 1;
+                continue;
+            }
+        }
+        let (ch, _) = c.read_frame();
+        assert!(ch == 4 || ch == 5, "channel {ch}: the requested ones");
+        frames += 1;
+    }
+}

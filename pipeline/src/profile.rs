@@ -326,7 +326,7 @@ pub struct Counters {
     pub net_skipped_access_units: AtomicU64,
     /// Access units the H.264 decoder rejected.
     pub net_decode_errors: AtomicU64,
-    /// Gaze payloads of an unknown length or without a binocular point (skipped).
+    /// Gaze payloads of an unknown length (skipped, the stream goes on).
     pub net_unknown_gaze: AtomicU64,
     /// Eye-event payloads of an unknown type or size (skipped).
     pub net_unknown_events: AtomicU64,
@@ -340,6 +340,14 @@ pub struct Counters {
     pub net_reconnects: AtomicU64,
     /// Packets dropped between the network thread and the pipeline because it fell behind.
     pub net_channel_drops: AtomicU64,
+    /// RTSP replies to no request inside the TCP interleaved stream (the phone's stray
+    /// `400 Bad Request`), dropped.
+    pub net_tcp_stray_responses: AtomicU64,
+    /// Runs of bytes in the TCP interleaved stream that started no frame (skipped to the next
+    /// `$` frame).
+    pub net_tcp_resyncs: AtomicU64,
+    /// TCP SETUP replies without `interleaved=` (the requested channels were assumed).
+    pub net_tcp_assumed_interleaved: AtomicU64,
     /// Frames decoded with error concealment after a loss, before the next IDR.
     pub net_concealed_frames: AtomicU64,
     /// Access units decoded without the loop filter (`--fast-decode`, nothing recording).
@@ -396,6 +404,9 @@ impl Counters {
             net_max_frame_gap_ns: g(&self.net_max_frame_gap_ns),
             net_reconnects: g(&self.net_reconnects),
             net_channel_drops: g(&self.net_channel_drops),
+            net_tcp_stray_responses: g(&self.net_tcp_stray_responses),
+            net_tcp_resyncs: g(&self.net_tcp_resyncs),
+            net_tcp_assumed_interleaved: g(&self.net_tcp_assumed_interleaved),
             net_concealed_frames: g(&self.net_concealed_frames),
             net_fast_decoded: g(&self.net_fast_decoded),
             net_reduced_not_decoded: g(&self.net_reduced_not_decoded),
@@ -444,6 +455,9 @@ pub struct CounterSnapshot {
     pub net_max_frame_gap_ns: u64,
     pub net_reconnects: u64,
     pub net_channel_drops: u64,
+    pub net_tcp_stray_responses: u64,
+    pub net_tcp_resyncs: u64,
+    pub net_tcp_assumed_interleaved: u64,
     pub net_concealed_frames: u64,
     pub net_fast_decoded: u64,
     pub net_reduced_not_decoded: u64,

@@ -265,7 +265,8 @@ impl RunReport {
         format!(
             "network: {} RTP packets, {} lost, {} out of order, {} malformed; {} broken access \
              units, {} skipped waiting for an IDR, {} concealed frames, {} decode errors; {} unknown gaze, {} unknown \
-             events, {} eye events; {} reconnect(s), longest frame gap {:.0} ms, {} channel drops\n",
+             events, {} eye events; {} reconnect(s), longest frame gap {:.0} ms, {} channel drops; TCP: {} stray replies, {} \
+             resyncs, {} assumed channels\n",
             f.net_rtp_packets,
             f.net_rtp_lost,
             f.net_rtp_out_of_order,
@@ -280,6 +281,9 @@ impl RunReport {
             f.net_reconnects,
             f.net_max_frame_gap_ns as f64 / 1e6,
             f.net_channel_drops,
+            f.net_tcp_stray_responses,
+            f.net_tcp_resyncs,
+            f.net_tcp_assumed_interleaved,
         )
     }
 

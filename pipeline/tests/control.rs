@@ -87,7 +87,20 @@ fn stop_request_ends_an_endless_source() {
         Arc::clone(&control),
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop once a frame has been shown (a count, not a sleep).
+    let t0 = std::time::Instant::now();
+    while running
+        .counters()
+        .frames_displayed
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no frame shown in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     control.request_stop();
     let out = running.wait();
     assert!(out.counters.frames_displayed > 0);

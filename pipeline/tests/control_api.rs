@@ -116,8 +116,12 @@ fn api_drives_a_running_pipeline_and_records() {
 
     // Two preview JPEGs taken apart differ (the synthetic scene moves).
     let a = s.get("/preview.jpg");
-    std::thread::sleep(Duration::from_millis(300));
-    let b = s.get("/preview.jpg");
+    let mut b = s.get("/preview.jpg");
+    let t0 = std::time::Instant::now();
+    while b.body == a.body && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+        b = s.get("/preview.jpg");
+    }
     assert_eq!((a.status, b.status), (200, 200));
     for jpeg in [&a.body, &b.body] {
         assert_eq!(&jpeg[..2], &[0xff, 0xd8], "JPEG SOI");
@@ -211,7 +215,12 @@ fn api_drives_a_running_pipeline_and_records() {
     assert_eq!(r.json()["folder"], dir.to_str().unwrap());
     assert_eq!(s.status()["recording"]["active"], dir.to_str().unwrap());
     is_json_error(&s.post("/recording/start", None), 409);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait for frames in the recording (a count, not a sleep) before the event.
+    assert!(wait_until(Duration::from_secs(60), || s.status()
+        ["recording"]["frames"]
+        .as_u64()
+        .unwrap_or(0)
+        >= 5));
     let r = s.post("/events", Some(r#"{"name": "stimulus, \"A\""}"#));
     assert_eq!(r.status, 201, "{}", r.text());
     let event_device_time = r.json()["device_time_ns"].as_i64().unwrap();

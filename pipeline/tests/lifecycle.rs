@@ -32,7 +32,8 @@ fn start_recording(root: &Path, extra: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Waits until the recording folder exists, then `secs` more.
+/// Waits until the recording folder exists, then until it has timed `secs` seconds of frames
+/// at 5 fps (rows in frame_timing.csv): a count, so a slow machine only takes longer.
 fn record_for(root: &Path, secs: u64) {
     let rec = root.join("rec");
     let t0 = Instant::now();
@@ -47,7 +48,25 @@ fn record_for(root: &Path, secs: u64) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_secs(secs));
+    let want = (secs * 5) as usize;
+    let t0 = Instant::now();
+    loop {
+        let rows = rec
+            .read_dir()
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read_to_string(e.path().join("frame_timing.csv")).ok())
+            .map_or(0, |t| t.lines().count().saturating_sub(1));
+        if rows >= want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "only {rows} of {want} timed frames after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn signal(child: &Child, sig: Signal) {

@@ -130,6 +130,17 @@ pub struct SimConfig {
     /// 0-10000).
     #[arg(long, default_value_t = 0.0, value_parser = parse_jitter)]
     pub jitter: f64,
+    /// Phone quirk over TCP (app 2.9.31, official client PR #89): answer SETUP with
+    /// `Transport: RTP/AVP/TCP;unicast`, without echoing `interleaved=`; the session still
+    /// sends on the channels the client asked for.
+    #[arg(long)]
+    pub tcp_no_interleaved_echo: bool,
+    /// Phone quirk over TCP (official client PR #90): after every N interleaved packets of a
+    /// session, write a stray `RTSP/1.0 400 Bad Request` reply (no CSeq, a short body with
+    /// Content-Length) between two `$` frames. The phone does it after client receiver
+    /// reports; a packet count reproduces it whatever the client sends.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tcp_stray_400_every: Option<u64>,
     /// Seed of --loss and --jitter.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -119,6 +119,8 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         seed: cfg.seed,
         stalls,
         garbage_every: cfg.garbage_every,
+        tcp_no_interleaved_echo: cfg.tcp_no_interleaved_echo,
+        tcp_stray_400_every: cfg.tcp_stray_400_every,
     });
     let bind = |port: u16, what: &'static str| {
         let addr = SocketAddr::V4(SocketAddrV4::new(cfg.bind, port));

@@ -273,10 +273,12 @@ impl Conn {
                 Some((a, None)) => (a, a.wrapping_add(1)),
                 None => (0, 1),
             };
-            (
-                SessionTransport::Tcp { channels: (a, b) },
-                format!("RTP/AVP/TCP;unicast;interleaved={a}-{b}"),
-            )
+            let reply = if self.shared.faults.tcp_no_interleaved_echo {
+                "RTP/AVP/TCP;unicast".to_string()
+            } else {
+                format!("RTP/AVP/TCP;unicast;interleaved={a}-{b}")
+            };
+            (SessionTransport::Tcp { channels: (a, b) }, reply)
         } else {
             let Some((cp, cp2)) = rtp.params.client_port else {
                 return r(StatusCode::UnsupportedTransport).build(Vec::new());

@@ -35,7 +35,16 @@ pub struct Faults {
     pub stalls: Vec<(u8, Duration)>,
     /// Send one junk packet per this period (`--garbage-every`).
     pub garbage_every: Option<Duration>,
+    /// `--tcp-no-interleaved-echo`: TCP SETUP replies leave out `interleaved=`.
+    pub tcp_no_interleaved_echo: bool,
+    /// `--tcp-stray-400-every N`: a stray 400 reply after every N interleaved packets.
+    pub tcp_stray_400_every: Option<u64>,
 }
+
+/// The reply the phone writes into the interleaved stream (official client PR #90): no CSeq,
+/// as it answers no request the client sent.
+pub const STRAY_400: &[u8] = b"RTSP/1.0 400 Bad Request\r\nServer: Pupil Invisible RTSP Server\r\n\
+Content-Type: text/plain\r\nContent-Length: 11\r\n\r\nBad Request";
 
 /// The junk `--garbage-every` sends, in turn: what a confused or hostile sender could put on
 /// the client's ports. `n` picks the kind; the RTP channel and the RTCP channel alternate.
@@ -119,6 +128,16 @@ impl Sink {
                 frame.extend_from_slice(data);
                 writer.lock().await.write_all(frame).await
             }
+        }
+    }
+}
+
+impl Sink {
+    /// `--tcp-stray-400-every`: the stray reply between two frames (TCP only).
+    async fn send_stray_400(&self) -> std::io::Result<()> {
+        match self {
+            Sink::Udp { .. } => Ok(()),
+            Sink::Tcp { writer, .. } => writer.lock().await.write_all(STRAY_400).await,
         }
     }
 }
@@ -294,6 +313,7 @@ impl Cursor {
         let mut junk_sent = 0u64;
         let mut junk = Vec::with_capacity(1400);
         let mut current = self.next.take();
+        let mut sent = 0u64;
         while let Some(mut held) = current {
             let mut due = self.timeline.due(held.pass, held.arrival_ns);
             if faults.jitter_ms > 0.0 {
@@ -332,6 +352,14 @@ impl Cursor {
                     &mut scratch,
                 );
                 if sink.send(held.kind, &held.data, &mut frame).await.is_err() {
+                    return;
+                }
+                sent += 1;
+                if faults
+                    .tcp_stray_400_every
+                    .is_some_and(|n| sent.is_multiple_of(n))
+                    && sink.send_stray_400().await.is_err()
+                {
                     return;
                 }
             }

@@ -224,10 +224,22 @@ impl NeonGaze {
         Ok(())
     }
 
-    /// The pipeline's sample: binocular gaze at `time`. `None` for the dual-monocular-only
-    /// variant, which has no binocular point; the caller counts it rather than us inventing one.
+    /// The gaze point the pipeline uses: the binocular point, or for the 17-byte
+    /// dual-monocular variant (no binocular point on the wire) the mean of the two eyes'
+    /// points, so a phone set to dual monocular still gives a gaze stream instead of every
+    /// sample being counted as unknown.
+    pub fn point(&self) -> Option<Point> {
+        self.binocular.or_else(|| {
+            self.dual_monocular.map(|d| Point {
+                x: (d.left.x + d.right.x) / 2.0,
+                y: (d.left.y + d.right.y) / 2.0,
+            })
+        })
+    }
+
+    /// The pipeline's sample at `time`: [`point`](Self::point), worn, pupil diameters.
     pub fn to_sample(&self, time: UnixNanos) -> Option<GazeSample> {
-        let p = self.binocular?;
+        let p = self.point()?;
         Some(GazeSample {
             time,
             x: p.x,
@@ -314,7 +326,7 @@ mod tests {
                 17 => {
                     let d = g.dual_monocular.unwrap();
                     assert_eq!((d.left.x, d.left.y, d.right.x, d.right.y), (0., 1., 2., 3.));
-                    assert!(g.to_sample(UnixNanos(0)).is_none());
+                    assert_eq!(g.point(), Some(Point { x: 1., y: 2. }));
                 }
                 _ => assert_eq!(g.binocular, Some(Point { x: 0., y: 1. })),
             }
@@ -356,6 +368,120 @@ mod tests {
             ..Default::default()
         };
         assert!(g.encode(&mut Vec::new()).is_err());
+    }
+
+    /// Big-endian bytes of the fields named in protocol doc 6.1, in table order.
+    struct Wire(Vec<u8>);
+    impl Wire {
+        fn f(mut self, v: f32) -> Self {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn b(mut self, v: u8) -> Self {
+            self.0.push(v);
+            self
+        }
+        /// E block: pupil diameter, eyeball centre xyz, optical axis xyz.
+        fn eye(self, base: f32) -> Self {
+            (0..7).fold(self, |w, i| w.f(base + i as f32))
+        }
+        /// L block: lid angle top, lid angle bottom, aperture.
+        fn lid(self, base: f32) -> Self {
+            (0..3).fold(self, |w, i| w.f(base + i as f32))
+        }
+    }
+
+    /// One payload of each documented length, built field by field from the doc's table (not
+    /// with `encode`): x, y and worn come out of every one, and each variant's extra fields.
+    #[test]
+    fn every_documented_length_gives_a_sample() {
+        let w = || Wire(Vec::new());
+        let cases: Vec<(Vec<u8>, (f32, f32), u8)> = vec![
+            // 9: x y B
+            (w().f(800.0).f(600.0).b(255).0, (800.0, 600.0), 255),
+            // 17: left x y, B, right x y (no binocular point: the mean of the eyes)
+            (
+                w().f(790.0).f(590.0).b(255).f(810.0).f(610.0).0,
+                (800.0, 600.0),
+                255,
+            ),
+            // 25: x y B, left x y, right x y
+            (
+                w().f(801.0).f(601.0).b(0).f(1.0).f(2.0).f(3.0).f(4.0).0,
+                (801.0, 601.0),
+                0,
+            ),
+            // 65: x y B, E_left, E_right
+            (
+                w().f(802.0).f(602.0).b(255).eye(10.0).eye(20.0).0,
+                (802.0, 602.0),
+                255,
+            ),
+            // 89: 65 + L_left, L_right
+            (
+                w().f(803.0)
+                    .f(603.0)
+                    .b(255)
+                    .eye(10.0)
+                    .eye(20.0)
+                    .lid(30.0)
+                    .lid(40.0)
+                    .0,
+                (803.0, 603.0),
+                255,
+            ),
+            // 105: 89 + left x y, right x y
+            (
+                w().f(804.0)
+                    .f(604.0)
+                    .b(255)
+                    .eye(10.0)
+                    .eye(20.0)
+                    .lid(30.0)
+                    .lid(40.0)
+                    .f(50.0)
+                    .f(51.0)
+                    .f(52.0)
+                    .f(53.0)
+                    .0,
+                (804.0, 604.0),
+                255,
+            ),
+        ];
+        let lens: Vec<usize> = cases.iter().map(|c| c.0.len()).collect();
+        assert_eq!(lens, [9, 17, 25, 65, 89, 105]);
+        for (bytes, (x, y), worn) in &cases {
+            let len = bytes.len();
+            let g = NeonGaze::decode(bytes).unwrap_or_else(|e| panic!("{len}: {e}"));
+            let s = g
+                .to_sample(UnixNanos(7))
+                .unwrap_or_else(|| panic!("{len}: no sample"));
+            assert_eq!((s.x, s.y, s.worn), (*x, *y, *worn == WORN), "{len} bytes");
+            if len >= 65 {
+                let e = g.eye_state.unwrap();
+                assert_eq!(s.pupil_mm, Some([10.0, 20.0]), "{len}");
+                assert_eq!(e.left.eyeball_center_mm, [11.0, 12.0, 13.0]);
+                assert_eq!(e.right.optical_axis, [24.0, 25.0, 26.0]);
+            }
+            if len >= 89 {
+                let l = g.eyelids.unwrap();
+                assert_eq!((l.left.angle_top_rad, l.right.aperture_mm), (30.0, 42.0));
+            }
+            match len {
+                17 => {
+                    let d = g.dual_monocular.unwrap();
+                    assert_eq!((d.left.x, d.right.y), (790.0, 610.0));
+                }
+                25 => assert_eq!(g.dual_monocular.unwrap().right, Point { x: 3.0, y: 4.0 }),
+                105 => assert_eq!(g.dual_monocular.unwrap().left, Point { x: 50.0, y: 51.0 }),
+                _ => {}
+            }
+        }
+        // Any other length is an error value (counted by the client), never a panic.
+        assert_eq!(
+            NeonGaze::decode(&[0u8; 33]),
+            Err(GazeError::UnknownLength { len: 33 })
+        );
     }
 
     fn bits(g: &NeonGaze) -> Vec<u8> {

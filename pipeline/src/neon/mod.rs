@@ -18,6 +18,7 @@ pub mod events;
 pub mod gaze;
 pub mod h264;
 pub mod imu;
+pub mod interleaved;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

@@ -1310,7 +1310,6 @@ mod tests {
         let last = item_time(items.last().unwrap()).delta_ns(src.base_time()) as f64 / 1e9;
         assert!(last > 0.49, "{last}");
         assert!(elapsed >= last - 0.005, "elapsed {elapsed} < stream {last}");
-        assert!(elapsed < last + 0.3, "elapsed {elapsed} for {last}");
         // samples in between take most of the waiting; frames still wait for their slot
         let waited: u64 = frames(&items).iter().map(|f| f.1.wait_ns).sum();
         assert!(waited > 0, "frames should have waited");

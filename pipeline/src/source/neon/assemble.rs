@@ -294,7 +294,7 @@ pub struct AssemblerStats {
     /// Complete access units skipped while waiting for an IDR (after a loss or at start).
     pub skipped_access_units: u64,
     pub decode_errors: u64,
-    /// Gaze payloads of an unknown length, or without a binocular point (skipped).
+    /// Gaze payloads of an unknown length (skipped, the stream goes on).
     pub unknown_gaze: u64,
     /// Eye-event payloads of an unknown type or size (skipped).
     pub unknown_events: u64,

@@ -228,6 +228,13 @@ impl NeonSource {
                 .store(l.reconnects.load(Ordering::Relaxed), Ordering::Relaxed);
             c.net_channel_drops
                 .store(l.channel_drops.load(Ordering::Relaxed), Ordering::Relaxed);
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            c.net_tcp_stray_responses
+                .store(load(&l.tcp.stray_responses), Ordering::Relaxed);
+            c.net_tcp_resyncs
+                .store(load(&l.tcp.resyncs), Ordering::Relaxed);
+            c.net_tcp_assumed_interleaved
+                .store(load(&l.tcp.assumed_interleaved), Ordering::Relaxed);
         }
     }
 

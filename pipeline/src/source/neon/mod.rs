@@ -17,6 +17,7 @@ mod net;
 pub mod record;
 pub mod replay;
 pub mod status;
+mod tcp_relay;
 
 pub use addr::{DeviceAddr, DEFAULT_HTTP_PORT};
 pub use assemble::{Assembler, AssemblerStats, DecodePolicy, LossPolicy, Sensor, StreamSetup};

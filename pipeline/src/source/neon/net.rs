@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use super::assemble::{Sensor, StreamSetup};
 use super::status;
+use super::tcp_relay::{self, RelayStats};
 use super::RtspTransport;
 use crate::fixture::PacketKind;
 use crate::streams::StreamSet;
@@ -90,6 +91,8 @@ pub(crate) struct Link {
     pub connected: AtomicBool,
     pub reconnects: AtomicU64,
     pub channel_drops: AtomicU64,
+    /// What the TCP relays fixed up (`--rtsp-transport tcp` only).
+    pub tcp: Arc<RelayStats>,
     last_error: Mutex<Option<String>>,
     stop: watch::Sender<bool>,
 }
@@ -100,6 +103,7 @@ impl Link {
             connected: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
             channel_drops: AtomicU64::new(0),
+            tcp: Arc::default(),
             last_error: Mutex::new(None),
             stop: watch::Sender::new(false),
         }
@@ -240,7 +244,7 @@ async fn run(
 ) {
     let link = Arc::clone(&outlet.link);
     let mut stop = link.stop.subscribe();
-    let mut conn = match connect(&cfg).await {
+    let mut conn = match connect(&cfg, &link.tcp).await {
         Ok(c) => {
             let first = FirstConnect {
                 setups: c.sessions.iter().map(|(s, _)| Arc::clone(s)).collect(),
@@ -276,7 +280,7 @@ async fn run(
                 _ = stop.wait_for(|s| *s) => return,
             }
             let attempt = tokio::select! {
-                r = connect(&cfg) => r,
+                r = connect(&cfg, &link.tcp) => r,
                 _ = stop.wait_for(|s| *s) => return,
             };
             attempts += 1;
@@ -370,7 +374,7 @@ async fn pump(
 }
 
 /// `/api/status`, then DESCRIBE/SETUP/PLAY of each DIRECT sensor the device lists.
-async fn connect(cfg: &NetConfig) -> Result<Connection, String> {
+async fn connect(cfg: &NetConfig, tcp: &Arc<RelayStats>) -> Result<Connection, String> {
     let (device, timeout) = (cfg.device.clone(), cfg.request_timeout);
     let status = tokio::task::spawn_blocking(move || status::fetch(&device, timeout))
         .await
@@ -401,7 +405,7 @@ async fn connect(cfg: &NetConfig) -> Result<Connection, String> {
         let opened = tokio::time::timeout(
             // DESCRIBE, SETUP and PLAY: three round trips.
             cfg.request_timeout * 3,
-            open_session(sensor, url, cfg.transport, &group),
+            open_session(sensor, url, cfg.transport, &group, tcp, cfg.request_timeout),
         )
         .await
         .map_err(|_| format!("{url}: no answer within {:?}", cfg.request_timeout * 3))??;
@@ -419,9 +423,17 @@ async fn open_session(
     url: &str,
     transport: RtspTransport,
     group: &Arc<SessionGroup>,
+    tcp: &Arc<RelayStats>,
+    timeout: Duration,
 ) -> Result<(Arc<StreamSetup>, Session<retina::client::Playing>), String> {
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{url}: {what}: {e}");
-    let parsed = url::Url::parse(url).map_err(|e| err("bad URL", &e))?;
+    let mut parsed = url::Url::parse(url).map_err(|e| err("bad URL", &e))?;
+    if transport == RtspTransport::Tcp {
+        // The phone's TCP quirks (module doc of tcp_relay): retina talks to the relay.
+        parsed = tcp_relay::start(&parsed, Arc::clone(tcp), timeout)
+            .await
+            .map_err(|e| err("TCP relay", &e))?;
+    }
     let options = SessionOptions::default()
         .user_agent(format!("eyetrack/{}", env!("CARGO_PKG_VERSION")))
         .teardown(TeardownPolicy::Always)
