@@ -3,7 +3,7 @@
 //!
 //! This is the reference a device user reads a variant against: how far above "the decoder
 //! and encoder and nothing else" the pipeline is. The work is the same stream (the fixture's
-//! own access units, exported), the same length (repeated like a looping replay), one decoding thread
+//! own access units, exported), the same length (the run's, at most the fixture's), one decoding thread
 //! and one x264 thread, libx264 ultrafast at crf 23 (the recorder's codec settings).
 
 use std::path::{Path, PathBuf};
@@ -17,13 +17,12 @@ use crate::runner::Scenario;
 pub struct Clip {
     pub path: PathBuf,
     pub fps: f64,
+    /// Stream length: a fixture replay ends at the fixture's end, so a run covers at most this.
+    pub seconds: f64,
 }
 
-/// Exports the access units of `fixture` into `dir`, repeated until the file holds at least
-/// `seconds` of stream. A replay loops the fixture; ffmpeg's `-stream_loop` does not loop a
-/// raw H.264 input (seen here: `-t 20` on a 12 s clip decoded 360 pictures, not 600), but a
-/// concatenation of the whole stream is a valid stream (each copy starts with SPS, PPS, IDR).
-pub fn export_clip(fixture: &Path, dir: &Path, seconds: f64) -> Result<Clip, String> {
+/// Exports the access units of `fixture` into `dir`.
+pub fn export_clip(fixture: &Path, dir: &Path) -> Result<Clip, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let stem = fixture
         .file_stem()
@@ -38,22 +37,11 @@ pub fn export_clip(fixture: &Path, dir: &Path, seconds: f64) -> Result<Clip, Str
     } else {
         30.0
     };
-    let clip_seconds = s.access_units as f64 / fps;
-    let copies = if clip_seconds > 0.0 {
-        (seconds / clip_seconds).ceil().clamp(1.0, 10_000.0) as usize
-    } else {
-        1
-    };
-    if copies > 1 {
-        let once = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let mut f =
-            std::fs::File::create(&path).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        for _ in 0..copies {
-            std::io::Write::write_all(&mut f, &once)
-                .map_err(|e| format!("writing {}: {e}", path.display()))?;
-        }
-    }
-    Ok(Clip { path, fps })
+    Ok(Clip {
+        path,
+        fps,
+        seconds: s.access_units as f64 / fps,
+    })
 }
 
 /// PSNR of `--fast-decode` on this fixture (preview 640x360, area filter, libav), as JSON;
@@ -97,6 +85,11 @@ impl FloorSpec {
             Scenario::Streaming | Scenario::NetworkInterruption => None,
         };
         let fps = clip.as_ref().map_or(30.0, |c| c.fps);
+        // The same stream the run gets: `--duration`, or the whole fixture if that is shorter
+        // (a replay does not loop).
+        let duration_s = clip
+            .as_ref()
+            .map_or(duration_s, |c| duration_s.min(c.seconds));
         let input = clip
             .as_ref()
             .map_or_else(|_| "-".to_owned(), |c| c.path.display().to_string());
@@ -207,6 +200,7 @@ mod tests {
         let clip = Clip {
             path: "/tmp/c.h264".into(),
             fps: 30.0,
+            seconds: 12.0,
         };
         let dir = Path::new("/tmp/floor");
         let s = FloorSpec::new(Ok(clip.clone()), Scenario::Streaming, 4.0, dir);
@@ -217,6 +211,9 @@ mod tests {
         assert!(r.args.windows(2).any(|w| w == ["-vf", "fps=5"]));
         assert!(r.args.windows(2).any(|w| w == ["-crf", "23"]));
         assert!(r.work.contains("5 fps"));
+        // A replay ends with its fixture: so does the floor.
+        let long = FloorSpec::new(Ok(r.clip.clone().unwrap()), Scenario::Streaming, 60.0, dir);
+        assert!(long.args.windows(2).any(|w| w == ["-t", "12"]));
         let bad = FloorSpec::new(Err("no clip".into()), Scenario::Streaming, 4.0, dir);
         assert_eq!(bad.run(), Err("no clip".into()));
     }

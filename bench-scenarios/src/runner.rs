@@ -555,7 +555,7 @@ pub fn run_suite(
             continue;
         }
         if !exported.iter().any(|(f, _)| *f == fixture) {
-            let clip = floor::export_clip(&fixture, &out.join("floor"), cfg.duration_s);
+            let clip = floor::export_clip(&fixture, &out.join("floor"));
             exported.push((fixture.clone(), clip));
         }
         let clip = exported
