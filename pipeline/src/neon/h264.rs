@@ -707,6 +707,135 @@ impl RtpPacketizer {
     }
 }
 
+/// Picture size from an SPS (NAL header included), for when the full parser refuses it.
+///
+/// `h264_reader` rejects SPSs that carry reserved VUI values, and real phones send them: the
+/// Neon scene recording in `../shared/data/neon-scene-real` has `colour_primaries = 0`
+/// (reserved in H.264 table E-3) in its VUI. The size comes before the VUI, so this reads only
+/// up to the frame cropping (H.264 7.3.2.1.1) and gives up (None) on anything it does not
+/// know, e.g. a scaling matrix in a High-profile SPS. Bounds-checked: never panics on input.
+pub fn sps_dimensions(sps: &[u8]) -> Option<(usize, usize)> {
+    if sps.first()? & 0x1f != NAL_SPS {
+        return None;
+    }
+    // RBSP: drop the emulation-prevention byte of every 00 00 03.
+    let mut rbsp = Vec::with_capacity(sps.len());
+    let mut zeros = 0;
+    for &b in &sps[1..] {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        rbsp.push(b);
+    }
+    let mut r = BitReader {
+        data: &rbsp,
+        pos: 0,
+    };
+    let profile = r.bits(8)?;
+    r.bits(16)?; // constraint flags, level
+    r.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    if matches!(
+        profile,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = r.ue()?;
+        if chroma_format_idc == 3 {
+            r.bits(1)?; // separate_colour_plane_flag
+        }
+        r.ue()?; // bit_depth_luma_minus8
+        r.ue()?; // bit_depth_chroma_minus8
+        r.bits(1)?; // qpprime_y_zero_transform_bypass_flag
+        if r.bits(1)? == 1 {
+            return None; // scaling matrices: not needed for the size, not parsed here
+        }
+    }
+    r.ue()?; // log2_max_frame_num_minus4
+    match r.ue()? {
+        0 => {
+            r.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        }
+        1 => {
+            r.bits(1)?;
+            r.se()?;
+            r.se()?;
+            let n = r.ue()?;
+            if n > 255 {
+                return None;
+            }
+            for _ in 0..n {
+                r.se()?;
+            }
+        }
+        2 => {}
+        _ => return None,
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bits(1)?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = r.ue()?.checked_add(1)?;
+    let height_units = r.ue()?.checked_add(1)?;
+    let frame_mbs_only = r.bits(1)?;
+    if frame_mbs_only == 0 {
+        r.bits(1)?; // mb_adaptive_frame_field_flag
+    }
+    r.bits(1)?; // direct_8x8_inference_flag
+    let height_mbs = height_units.checked_mul(2 - frame_mbs_only)?;
+    let (mut w, mut h) = (width_mbs.checked_mul(16)?, height_mbs.checked_mul(16)?);
+    if r.bits(1)? == 1 {
+        let (sub_w, sub_h) = match chroma_format_idc {
+            0 | 3 => (1, 2 - frame_mbs_only),
+            2 => (2, 2 - frame_mbs_only),
+            _ => (2, 2 * (2 - frame_mbs_only)),
+        };
+        let (l, rt, t, b) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        w = w.checked_sub(l.checked_add(rt)?.checked_mul(sub_w)?)?;
+        h = h.checked_sub(t.checked_add(b)?.checked_mul(sub_h)?)?;
+    }
+    (w > 0 && h > 0 && w <= 16_384 && h <= 16_384).then_some((w as usize, h as usize))
+}
+
+/// MSB-first bit reader with exp-Golomb codes, for [`sps_dimensions`].
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl BitReader<'_> {
+    fn bit(&mut self) -> Option<u32> {
+        let byte = *self.data.get(self.pos / 8)?;
+        let b = (byte >> (7 - self.pos % 8)) & 1;
+        self.pos += 1;
+        Some(u32::from(b))
+    }
+
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        let mut v = 0;
+        for _ in 0..n {
+            v = (v << 1) | self.bit()?;
+        }
+        Some(v)
+    }
+
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.bit()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        let rest = self.bits(zeros)?;
+        ((1u64 << zeros) - 1 + u64::from(rest)).try_into().ok()
+    }
+
+    fn se(&mut self) -> Option<i64> {
+        let k = i64::from(self.ue()?);
+        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1187,6 +1316,36 @@ mod tests {
             for n in annex_b_nals(&bytes) {
                 prop_assert!(!n.is_empty() && *n.last().unwrap() != 0);
             }
+        }
+    }
+
+    /// The real phone's SPS (Neon scene recording, Baseline 1600x1200, VUI with the reserved
+    /// colour_primaries 0 that h264_reader refuses), and one with cropping (1920x1080).
+    #[test]
+    fn sps_dimensions_of_real_and_cropped_streams() {
+        let phone = [
+            0x67, 0x42, 0x80, 0x1f, 0xda, 0x01, 0x90, 0x09, 0x7a, 0x6a, 0x00, 0x0c, 0x00, 0x0d,
+            0xa1, 0x42, 0x6a,
+        ];
+        assert_eq!(sps_dimensions(&phone), Some((1600, 1200)));
+        // x264 High profile 1920x1080 (68 MB rows, 8 lines cropped at the bottom).
+        let x264 = [
+            0x67, 0x64, 0x00, 0x28, 0xac, 0xd9, 0x40, 0x78, 0x02, 0x27, 0xe5, 0xc0, 0x44, 0x00,
+            0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc6, 0x58,
+        ];
+        assert_eq!(sps_dimensions(&x264), Some((1920, 1080)));
+        assert_eq!(sps_dimensions(&[0x68, 0xce]), None);
+        assert_eq!(sps_dimensions(&phone[..6]), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sps_dimensions_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let mut sps = data;
+            if let Some(h) = sps.first_mut() {
+                *h = (*h & 0xe0) | NAL_SPS;
+            }
+            let _ = sps_dimensions(&sps);
         }
     }
 }

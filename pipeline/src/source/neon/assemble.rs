@@ -261,12 +261,21 @@ impl StreamSetup {
             .iter()
             .find(|n| n.first().is_some_and(|h| h & 0x1f == 7))?;
         let nal = RefNal::new(sps, &[], true);
-        let sps = SeqParameterSet::from_bits(nal.rbsp_bits()).ok()?;
-        let (w, h) = sps.pixel_dimensions().ok()?;
-        let fps = sps
-            .fps()
-            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
-        Some((w as usize, h as usize, fps))
+        match SeqParameterSet::from_bits(nal.rbsp_bits()) {
+            Ok(parsed) => {
+                let (w, h) = parsed.pixel_dimensions().ok()?;
+                let fps = parsed
+                    .fps()
+                    .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
+                Some((w as usize, h as usize, fps))
+            }
+            // A real phone's SPS with a reserved VUI value (see `sps_dimensions`): the size is
+            // still there, the frame rate comes from the SDP or the nominal one.
+            Err(_) => {
+                let (w, h) = crate::neon::h264::sps_dimensions(sps)?;
+                Some((w, h, None))
+            }
+        }
     }
 }
 
