@@ -254,6 +254,10 @@ fn sigkill_mid_recording_loses_nothing_before_the_last_fsync() {
             "{enc}: no fsync of 24 frames within 120 s"
         );
     }
+    // Then 2 s more (about 10 frames at 5 fps; the next sync is 6 s away), so the kill leaves
+    // frames past the sync point for the ffmpeg child to finish on its own: killed right at
+    // the sync there is nothing past it and the check below has nothing to show.
+    std::thread::sleep(Duration::from_secs(2));
     for (enc, dir, mut child) in runs {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
