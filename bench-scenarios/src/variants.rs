@@ -36,64 +36,39 @@ pub enum Scope {
     Recording,
 }
 
-/// One toggle of design.md's table, with the value the sweep tries against the baseline.
+/// One toggle of design.md's table (its `eyetrack run` flag is `--NAME`), with the value the
+/// sweep tries against the baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Toggle {
     pub name: &'static str,
-    pub flag: &'static str,
     pub value: &'static str,
     pub scope: Scope,
 }
 
-const fn t(name: &'static str, flag: &'static str, value: &'static str, scope: Scope) -> Toggle {
-    Toggle {
-        name,
-        flag,
-        value,
-        scope,
-    }
+const fn t(name: &'static str, value: &'static str, scope: Scope) -> Toggle {
+    Toggle { name, value, scope }
 }
 
 /// Every toggle of design.md's table, in the plan's order, then the decode and encoder choices
 /// (the baseline already has the value the plan's code gets; these try the other one).
 pub const TOGGLES: &[Toggle] = &[
-    t("resize", "--resize", "area", Scope::Preview),
-    t("copy", "--copy", "if-needed", Scope::Preview),
-    t(
-        "reduced-processing",
-        "--reduced-processing",
-        "on",
-        Scope::Preview,
-    ),
-    t("lazy-color", "--lazy-color", "on", Scope::Preview),
-    t("overlay", "--overlay", "sprite", Scope::Preview),
-    t("dedupe", "--dedupe", "on", Scope::Preview),
-    t("color-path", "--color-path", "planar", Scope::Preview),
-    t("flush-every", "--flush-every", "30", Scope::Recording),
-    t("fsync-every", "--fsync-every", "600", Scope::Recording),
-    t("encoder", "--encoder", "libav", Scope::Recording),
-    t(
-        "frame-selection",
-        "--frame-selection",
-        "camera",
-        Scope::Recording,
-    ),
-    t(
-        "encoder-threads",
-        "--encoder-threads",
-        "auto",
-        Scope::Recording,
-    ),
-    t("decoder", "--decoder", "openh264", Scope::Decode),
-    t("fast-decode", "--fast-decode", "on", Scope::Decode),
-    t("reduced-decode", "--reduced-decode", "on", Scope::Decode),
-    t(
-        "decode-threads",
-        "--decode-threads",
-        "frame:2",
-        Scope::DecodeAlways,
-    ),
-    t("zero-copy", "--zero-copy", "on", Scope::DecodeAlways),
+    t("resize", "area", Scope::Preview),
+    t("copy", "if-needed", Scope::Preview),
+    t("reduced-processing", "on", Scope::Preview),
+    t("lazy-color", "on", Scope::Preview),
+    t("overlay", "sprite", Scope::Preview),
+    t("dedupe", "on", Scope::Preview),
+    t("color-path", "planar", Scope::Preview),
+    t("flush-every", "30", Scope::Recording),
+    t("fsync-every", "600", Scope::Recording),
+    t("encoder", "libav", Scope::Recording),
+    t("frame-selection", "camera", Scope::Recording),
+    t("encoder-threads", "auto", Scope::Recording),
+    t("decoder", "openh264", Scope::Decode),
+    t("fast-decode", "on", Scope::Decode),
+    t("reduced-decode", "on", Scope::Decode),
+    t("decode-threads", "frame:2", Scope::DecodeAlways),
+    t("zero-copy", "on", Scope::DecodeAlways),
 ];
 
 /// What one cell of the suite (a source x a scenario) exercises.
@@ -143,7 +118,7 @@ pub fn sweep(sweep: Sweep, cell: CellKind) -> Vec<Variant> {
         for tg in TOGGLES.iter().filter(|tg| tg.applies(cell)) {
             v.push(Variant::new(
                 &format!("{}={}", tg.name, tg.value),
-                &["--preset", "baseline", tg.flag, tg.value],
+                &["--preset", "baseline", &format!("--{}", tg.name), tg.value],
             ));
         }
     }
