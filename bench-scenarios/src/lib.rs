@@ -7,7 +7,6 @@ pub mod floor;
 pub mod h264clip;
 pub mod html;
 pub mod runner;
-pub mod sim;
 pub mod soak;
 pub mod tables;
 pub mod variants;

@@ -144,79 +144,24 @@ impl RunSource {
     }
 }
 
-/// A neon-sim serving one run; killed when dropped.
-pub struct SimProcess {
-    child: std::process::Child,
-    /// HOST:PORT of its HTTP API.
-    pub http: String,
-}
+use neon_sim::SimProcess;
 
-impl SimProcess {
-    fn start(neon_sim: &Path, fixture: &Path, drop: Option<(f64, f64)>) -> Result<Self, String> {
-        let extra: Vec<String> = match drop {
-            Some((at, dur)) => vec![
-                "--drop-at".into(),
-                format!("{at}s"),
-                "--drop-for".into(),
-                format!("{dur}s"),
-            ],
-            None => Vec::new(),
-        };
-        Self::start_with(neon_sim, fixture, &extra)
-    }
-
-    /// Starts neon-sim on ephemeral loopback ports with extra flags (faults) and reads its
-    /// ports line.
-    pub fn start_with(neon_sim: &Path, fixture: &Path, extra: &[String]) -> Result<Self, String> {
-        use std::io::BufRead;
-        let mut cmd = Command::new(neon_sim);
-        cmd.arg(fixture)
-            .args([
-                "--http-port",
-                "0",
-                "--rtsp-port",
-                "0",
-                "--time-echo-port",
-                "0",
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("could not start {}: {e}", neon_sim.display()))?;
-        let stdout = child.stdout.take().ok_or("neon-sim has no stdout")?;
-        let mut line = String::new();
-        let read = std::io::BufReader::new(stdout).read_line(&mut line);
-        let http = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("http="))
-            .map(str::to_owned);
-        match (read, http) {
-            (Ok(_), Some(http)) => Ok(SimProcess { child, http }),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!(
-                    "neon-sim did not report its ports (got {:?})",
-                    line.trim()
-                ))
-            }
-        }
-    }
-
-    /// eyetrack's `--source` for this simulator.
-    pub fn source(&self) -> String {
-        format!("neon://{}", self.http)
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A neon-sim serving one run, with the scenario's connection drop (`--drop-at`, `--drop-for`).
+fn start_sim(
+    neon_sim: &Path,
+    fixture: &Path,
+    drop: Option<(f64, f64)>,
+) -> Result<SimProcess, String> {
+    let extra: Vec<String> = match drop {
+        Some((at, dur)) => vec![
+            "--drop-at".into(),
+            format!("{at}s"),
+            "--drop-for".into(),
+            format!("{dur}s"),
+        ],
+        None => Vec::new(),
+    };
+    SimProcess::start(neon_sim, fixture, &extra)
 }
 
 /// The `neon-sim` binary next to this one.
@@ -649,7 +594,7 @@ pub fn run_suite(
                 // A simulator per run: every run sees the fault at the same point of its stream.
                 let sim = match (&sources[ci], &neon_sim) {
                     (RunSource::Sim { fixture, drop }, Some(bin)) => {
-                        match SimProcess::start(bin, fixture, *drop) {
+                        match start_sim(bin, fixture, *drop) {
                             Ok(p) => Some(p),
                             Err(e) => {
                                 slots[ci][vi].2.push(format!("repeat {rep}: {e}"));

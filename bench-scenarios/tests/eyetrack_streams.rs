@@ -9,8 +9,6 @@ use std::process::{Command, Output, Stdio};
 
 #[path = "common/bins.rs"]
 mod bins;
-#[path = "common/sim.rs"]
-mod sim;
 
 use bins::eyetrack;
 
@@ -175,7 +173,7 @@ fn eyes_and_audio_are_recorded_from_the_simulator_and_from_replay() {
     );
 
     // Live, against neon-sim: eye and audio sessions over UDP, status polled every second.
-    let sim = sim::Sim::start(&fixture, &[]);
+    let sim = neon_sim::LoopbackSim::start(&fixture, &[]).expect("neon-sim starts");
     let root = dir.path().join("live");
     let out = Command::new(eyetrack())
         .args(["run", "--source", &format!("neon://{}", sim.http)])

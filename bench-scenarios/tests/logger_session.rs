@@ -9,8 +9,6 @@ use std::process::{Command, Output};
 
 #[path = "common/bins.rs"]
 mod bins;
-#[path = "common/sim.rs"]
-mod sim;
 
 use bins::eyetrack;
 
@@ -220,7 +218,7 @@ fn logger_layout_records_two_trials_with_eyes_and_audio_from_the_simulator() {
             .unwrap(),
         "fixture synth",
     );
-    let sim = sim::Sim::start(&fixture, &[]);
+    let sim = neon_sim::LoopbackSim::start(&fixture, &[]).expect("neon-sim starts");
     let session = dir.path().join("session");
     // Record 2 s, pause 2 s, record 2 s, pause: two trials.
     ok(

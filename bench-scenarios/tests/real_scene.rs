@@ -22,8 +22,6 @@ use pipeline::streams::StreamSet;
 
 #[path = "common/bins.rs"]
 mod bins;
-#[path = "common/sim.rs"]
-mod sim;
 
 const PICTURES: usize = 144;
 const WIDTH: usize = 1600;
@@ -230,7 +228,7 @@ fn streams_through_neon_sim_over_udp_and_tcp() {
     };
     let _one = serial();
     let fixture = fixture(&data);
-    let sim = sim::Sim::start(&fixture, &[]);
+    let sim = neon_sim::LoopbackSim::start(&fixture, &[]).expect("neon-sim starts");
     let dir = fixture.with_file_name("runs");
     std::fs::create_dir_all(&dir).unwrap();
     let runs: Vec<_> = ["udp", "tcp"]

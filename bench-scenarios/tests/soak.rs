@@ -12,6 +12,8 @@ fn short_soak_suite_passes_every_case() {
     let _ = std::fs::remove_dir_all(&out);
     // Run from the repository root, where the committed fixture is.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The soak command finds neon-sim next to itself; it is another package's binary.
+    bins::neon_sim();
     let o = Command::new(env!("CARGO_BIN_EXE_bench-scenarios"))
         .current_dir(&root)
         // Drops depend on what else this shared machine runs: reported, not judged, here.

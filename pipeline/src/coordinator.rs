@@ -1,7 +1,7 @@
 //! The coordinator (the plan's GazeTracker): starts the stage threads, joins them with bounded
 //! edges whose overflow policy is explicit, and gathers their profiles and counters at the end.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use crate::preview::{fit_size, Scaler};
 use crate::process::{scene_height, ProcessConfig, Processed, Processor};
 use crate::profile::{CounterSnapshot, Counters, LivePhases, Phase, StageProfile};
 use crate::record::{RecordConfig, RecordJob, Recorder, RecorderThreads, RecordingSummary};
+pub use crate::run_control::{Control, REDUCED_EVERY};
 use crate::source::{AccessUnitSink, Source, SourceInfo, SourceItem};
 use crate::time::MonoNanos;
 use crate::toggles::Toggles;
@@ -24,9 +25,6 @@ use crate::toggles::Toggles;
 /// What `--encoder passthrough` on a source without H.264 (the synthetic one) is told.
 pub const PASSTHROUGH_NEEDS_H264: &str =
     "passthrough needs a source that delivers H.264: neon:// or fixture:";
-
-/// Frames processed per frame offered while reduced processing is in force (plan 1.6).
-pub const REDUCED_EVERY: u64 = 10;
 
 /// How the pipeline is set up for one run.
 #[derive(Clone, Debug)]
@@ -66,47 +64,6 @@ impl Default for PipelineConfig {
             record_at_start: false,
             live_phases: None,
         }
-    }
-}
-
-/// Run-time switches other parts of the program (CLI, later the control API) flip while the
-/// pipeline runs.
-#[derive(Debug)]
-pub struct Control {
-    pub preview_visible: AtomicBool,
-    pub recording: AtomicBool,
-    pub paused: AtomicBool,
-    pub stop: AtomicBool,
-    /// A network source lost its device and is reconnecting; the preview says so.
-    pub disconnected: AtomicBool,
-    /// Preview box, overlay look and the next recording's rate and size, changeable while
-    /// running (the control API's `/config`); unset, the pipeline's configuration holds.
-    pub live: crate::live_config::LiveConfig,
-    /// Run-time on/off of the optional streams (gaze, IMU, events, eyes, audio).
-    pub streams: crate::streams::StreamSwitches,
-}
-
-impl Default for Control {
-    fn default() -> Self {
-        Control {
-            preview_visible: AtomicBool::new(true),
-            recording: AtomicBool::new(false),
-            paused: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            disconnected: AtomicBool::new(false),
-            live: crate::live_config::LiveConfig::default(),
-            streams: crate::streams::StreamSwitches::default(),
-        }
-    }
-}
-
-impl Control {
-    pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-    /// A stop was asked for (signal, API, an error); the stages are ending.
-    pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
     }
 }
 

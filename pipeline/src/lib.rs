@@ -25,6 +25,8 @@ pub mod profile;
 pub mod record;
 pub mod report;
 pub mod resources;
+pub mod run;
+pub mod run_control;
 pub mod sensors;
 pub mod source;
 pub mod streams;

@@ -40,3 +40,13 @@ pub struct FramePacket {
     pub meta: FrameMeta,
     pub gaze: Option<MatchedGaze>,
 }
+
+/// Takes the world video's H.264 access units as the device sent them (the passthrough
+/// recorder, `record::Recorder`). Implementations never block the caller. Defined here, below
+/// both, so the sources and the recorder never import each other.
+pub trait AccessUnitSink: Send + Sync {
+    /// `au`: one access unit in Annex B form (start codes, in-band SPS/PPS as received; the
+    /// depacketizer's output). `device_time`: its capture time on the device clock.
+    /// `received`: when the host had all of it. `is_idr`: it holds an IDR picture.
+    fn access_unit(&self, au: &[u8], device_time: UnixNanos, received: MonoNanos, is_idr: bool);
+}

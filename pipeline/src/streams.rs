@@ -3,7 +3,7 @@
 //!
 //! Two levels, so a user pays only for what is used: [`StreamSet`] is fixed at start and decides
 //! which RTSP sessions exist at all (an off stream is never SETUP, and a replay skips its
-//! packets); [`StreamSwitches`] (in [`crate::coordinator::Control`]) turn a set-up stream's
+//! packets); [`StreamSwitches`] (in [`crate::run_control::Control`]) turn a set-up stream's
 //! handling off and on while running (the control API's hook): an off stream's packets are
 //! dropped on arrival, before any parsing or decoding. A stream that was not set up cannot be
 //! switched on without a new connection.
@@ -11,6 +11,43 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::time::{MonoNanos, UnixNanos};
+
+/// The eye cameras' nominal rate (protocol doc 4.1), when neither SPS nor SDP states one; also
+/// what a recording of the eye video thins from until the stream says otherwise.
+pub const EYES_NOMINAL_FPS: f64 = 200.0;
+
+/// The device's health for `--status-log`: battery, storage, connected sensors (doc 2.1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceHealth {
+    /// Percent (0-100).
+    pub battery_level: Option<i64>,
+    /// `OK`, `LOW` or `CRITICAL`.
+    pub battery_state: Option<String>,
+    /// Free storage in bytes.
+    pub memory_bytes: Option<u64>,
+    pub memory_state: Option<String>,
+    /// DIRECT sensors the device lists as connected.
+    pub connected_sensors: Vec<String>,
+}
+
+/// One poll of the device's status, stamped when its answer (or failure) came: a stream like
+/// gaze or IMU, delivered by the source side (`source::neon::status::StatusPoller`) and written
+/// by the recorder, which knows nothing of HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusSample {
+    pub unix_ns: i64,
+    pub mono_ns: u64,
+    /// The health, or the one-line reason the device did not answer.
+    pub health: Result<DeviceHealth, String>,
+}
+
+/// The status stream a recording writes (`--status-log`): the samples and the rate they were
+/// asked for at (for the manifest).
+#[derive(Clone, Debug)]
+pub struct StatusFeed {
+    pub interval: std::time::Duration,
+    pub samples: crossbeam_channel::Receiver<StatusSample>,
+}
 
 /// A stream besides the world video, which is always on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]

@@ -158,7 +158,7 @@ fn twelve_seconds_at_5_fps_is_60_frames_with_matching_timing_rows() {
     let m = manifest(&dir);
     assert_eq!(m["end"], "stopped");
     assert_eq!(m["counts"]["frames"].as_u64().unwrap(), frames);
-    assert_eq!(m["config"]["encoder"], "ffmpeg");
+    assert_eq!(m["config"]["encoder"], "libav", "the default encoder");
     assert_eq!(m["segments"][0]["end"], "finished");
     assert!(
         m["config"]["run"]["platform"]["usable_cores"]
@@ -322,6 +322,8 @@ fn a_killed_ffmpeg_is_restarted_into_a_new_segment_with_the_gap_logged() {
             "10",
             "--resolution",
             "640x480",
+            "--encoder",
+            "ffmpeg",
         ])
         .args(["--record"])
         .arg(&root)
@@ -472,7 +474,14 @@ fn bad_folders_and_a_missing_ffmpeg_fail_before_streaming_in_one_line() {
     }
     let out = eyetrack()
         .env("PATH", "/nonexistent")
-        .args(["run", "--duration", "30s", "--record"])
+        .args([
+            "run",
+            "--duration",
+            "30s",
+            "--encoder",
+            "ffmpeg",
+            "--record",
+        ])
         .arg(dir.join("rec"))
         .output()
         .unwrap();

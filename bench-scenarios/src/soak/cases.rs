@@ -12,7 +12,7 @@ use pipeline::record::verify;
 use super::junk::{JunkRtspDevice, JunkServer};
 use super::proc::{rss_slope_mb_per_min, send_signal, Finished, Watched};
 use super::{wait_until, CaseResult, SoakConfig, Targets};
-use crate::runner::SimProcess;
+use neon_sim::SimProcess;
 
 /// A case: a name (also its folder), one sentence on what it does, and its body.
 pub struct Case {
@@ -102,7 +102,7 @@ fn load_json(path: &Path) -> Option<serde_json::Value> {
 
 fn sim(cfg: &SoakConfig, r: &mut CaseResult, extra: &[&str]) -> Option<SimProcess> {
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    match SimProcess::start_with(&cfg.neon_sim, &cfg.fixture, &extra) {
+    match SimProcess::start(&cfg.neon_sim, &cfg.fixture, &extra) {
         Ok(s) => Some(s),
         Err(e) => {
             r.check("neon-sim starts", false, e);
@@ -238,10 +238,29 @@ fn continuous_recording(cfg: &SoakConfig, dir: &Path, r: &mut CaseResult) {
     );
     r.figure("rss_slope_mb_per_min", slope);
     r.figure("rss_second_half_growth_mb", growth);
+    // On a shared machine (`--targets report`, CI's short run) a load spike late in the run can
+    // fill the recorder's queue for the first time there: each queued frame holds a decoded
+    // picture, so the decoder's buffer pool grows once to that high-water mark and stays. That
+    // growth is bounded by the queue, so it is allowed there; a leak is not bounded and still
+    // fails (a picture leaked per recorded frame is 144 MB in 10 s). Judged runs (the long
+    // soak) get no allowance.
+    let pinned_mb = match cfg.targets {
+        Targets::Judge => 0.0,
+        Targets::Report => {
+            let (w, h) = (
+                report["source"]["width"].as_f64().unwrap_or(0.0),
+                report["source"]["height"].as_f64().unwrap_or(0.0),
+            );
+            pipeline::record::RecordConfig::new(Default::default()).queue as f64 * w * h * 1.5
+                / 1_048_576.0
+        }
+    };
+    r.figure("rss_queue_allowance_mb", pinned_mb);
     r.check(
-        "RSS flat (second-half slope < 1 MB/min or fitted growth < 4 MB)",
-        matches!((slope, growth), (Some(s), Some(g)) if s < 1.0 || g < 4.0),
-        format!("slope {slope:?} MB/min, growth {growth:?} MB"),
+        "RSS flat (second-half slope < 1 MB/min or fitted growth < 4 MB, plus the recorder \
+         queue's frames with --targets report)",
+        matches!((slope, growth), (Some(s), Some(g)) if s < 1.0 || g < 4.0 + pinned_mb),
+        format!("slope {slope:?} MB/min, growth {growth:?} MB (allowance {pinned_mb:.1} MB)"),
     );
     let _ = std::fs::write(
         dir.join("rss.csv"),
@@ -319,7 +338,15 @@ fn encoder_killed(cfg: &SoakConfig, dir: &Path, r: &mut CaseResult) {
         "synthetic",
         "8s",
         dir,
-        &["--resolution", "640x480", "--record-fps", "10"],
+        // The subprocess backend: the in-process default has no child to kill.
+        &[
+            "--resolution",
+            "640x480",
+            "--record-fps",
+            "10",
+            "--encoder",
+            "ffmpeg",
+        ],
     );
     let Some(mut w) = start(cfg, r, &args, Duration::ZERO) else {
         return;

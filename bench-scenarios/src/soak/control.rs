@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::proc::{rss_slope_mb_per_min, Watched};
 use super::{CaseResult, SoakConfig};
-use crate::runner::SimProcess;
+use neon_sim::SimProcess;
 
 /// The spec's limit from SIGTERM to exit.
 const STOP_DEADLINE: Duration = Duration::from_secs(2);
@@ -64,7 +64,7 @@ fn start_controlled(
     r: &mut CaseResult,
     sample_every: Duration,
 ) -> Option<(SimProcess, Watched, String)> {
-    let sim = match SimProcess::start_with(&cfg.neon_sim, &cfg.fixture, &[]) {
+    let sim = match SimProcess::start(&cfg.neon_sim, &cfg.fixture, &[]) {
         Ok(s) => s,
         Err(e) => {
             r.check("neon-sim starts", false, e);

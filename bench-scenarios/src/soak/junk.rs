@@ -15,7 +15,7 @@ use std::time::Duration;
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::sim::http::DeviceInfo;
+use neon_sim::http::DeviceInfo;
 
 /// What a listener answers to each request.
 #[derive(Clone)]

@@ -28,15 +28,15 @@ use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use serde::Serialize;
 
 use crate::color;
-use crate::coordinator::Control;
 use crate::frame::{Frame, FrameView, PixelFormat};
 use crate::overlay::{Overlay, OverlayMode, OverlayStyle};
+use crate::packet::AccessUnitSink;
 use crate::packet::{FrameMeta, MatchedGaze};
 use crate::preview::{ResizeFilter, Scaler};
 use crate::process::Processed;
 use crate::profile::{Counters, Phase, StageProfile};
+use crate::run_control::Control;
 use crate::sensors::{GazeSample, ImuSample};
-use crate::source::AccessUnitSink;
 use crate::time::{MonoNanos, UnixNanos};
 
 use csv_files::{CsvFiles, CsvMsg, CsvSummary, EventRow, PassthroughRow, RecordTime, TimingRow};
@@ -900,7 +900,7 @@ impl Recorder {
             "eyes": self.cfg.streams.eyes,
             "eyes_fps": self.cfg.streams.eyes_fps,
             "audio": self.cfg.streams.audio,
-            "status_log_s": self.cfg.streams.status.as_ref().map(|p| p.interval.as_secs_f64()),
+            "status_log_s": self.cfg.streams.status.as_ref().map(|f| f.interval.as_secs_f64()),
             "run": self.cfg.manifest_extra,
         });
         Manifest {

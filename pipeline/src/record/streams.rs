@@ -34,11 +34,11 @@ use super::files::StreamFiles;
 use super::layout::LOGGER_MODULE;
 use super::select::{FrameSelection, Selector};
 use super::wav::{AudioSummary, WavRecorder};
-use crate::coordinator::Control;
 use crate::frame::{Frame, PixelFormat};
 use crate::packet::FrameMeta;
 use crate::profile::{Counters, Phase, StageProfile};
-use crate::streams::{AudioBlock, AudioMeta};
+use crate::run_control::Control;
+use crate::streams::{AudioBlock, AudioMeta, StatusFeed, StatusSample};
 use crate::time::{MonoNanos, UnixNanos};
 
 /// Which optional streams a recording holds, and how.
@@ -54,8 +54,8 @@ pub struct StreamsConfig {
     pub audio: bool,
     /// Seconds of audio between WAV sync points (sizes rewritten, fsync).
     pub audio_sync_seconds: u32,
-    /// `--status-log`: the device to poll and how often.
-    pub status: Option<StatusPoll>,
+    /// `--status-log`: the device's status samples (polled by the source side) to write.
+    pub status: Option<StatusFeed>,
 }
 
 impl Default for StreamsConfig {
@@ -63,7 +63,7 @@ impl Default for StreamsConfig {
         StreamsConfig {
             eyes: false,
             eyes_fps: 30,
-            eyes_camera_fps: crate::source::neon::extra::EYES_NOMINAL_FPS,
+            eyes_camera_fps: crate::streams::EYES_NOMINAL_FPS,
             audio: false,
             audio_sync_seconds: 5,
             status: None,
@@ -75,12 +75,6 @@ impl StreamsConfig {
     pub fn any(&self) -> bool {
         self.eyes || self.audio || self.status.is_some()
     }
-}
-
-#[derive(Clone, Debug)]
-pub struct StatusPoll {
-    pub device: crate::source::neon::DeviceAddr,
-    pub interval: Duration,
 }
 
 /// What the scene recording's settings give the eye video.
@@ -183,7 +177,10 @@ impl StreamRecorder {
             .name("record-streams".into())
             .spawn(move || worker.run(rx))?;
         let status = match &cfg.status {
-            Some(p) => Some(StatusLog::spawn(p.clone(), Arc::clone(&control))?),
+            Some(feed) => Some(StatusLog::spawn(
+                feed.samples.clone(),
+                Arc::clone(&control),
+            )?),
             None => None,
         };
         Ok(StreamRecorder {
@@ -602,8 +599,8 @@ impl EyesWriter {
     }
 }
 
-/// `--status-log`: polls `/api/status` every interval while a recording runs and appends a
-/// row to its status CSV.
+/// `--status-log`: appends a row to the recording's status CSV for each status sample that
+/// arrives while the recording runs.
 struct StatusLog {
     slot: Arc<Mutex<Option<StatusCsv>>>,
     stop: Arc<AtomicBool>,
@@ -616,6 +613,9 @@ struct StatusCsv {
     /// Logger layout: the trial its rows name; `None` writes eyetrack's columns.
     logger_trial: Option<u32>,
     last_mono: u64,
+    /// When this recording's file opened: a sample polled before it (for the previous
+    /// recording, delivered late) is not this recording's.
+    opened_mono: u64,
 }
 
 #[derive(Serialize)]
@@ -634,14 +634,14 @@ struct StatusRow<'a> {
 }
 
 impl StatusLog {
-    fn spawn(p: StatusPoll, control: Arc<Control>) -> std::io::Result<Self> {
+    fn spawn(samples: Receiver<StatusSample>, control: Arc<Control>) -> std::io::Result<Self> {
         let slot: Arc<Mutex<Option<StatusCsv>>> = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (slot, stop) = (Arc::clone(&slot), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name("status-log".into())
-                .spawn(move || status_loop(&p, &slot, &stop, &control))?
+                .spawn(move || status_loop(&samples, &slot, &stop, &control))?
         };
         Ok(StatusLog { slot, stop, thread })
     }
@@ -655,6 +655,7 @@ impl StatusLog {
                 rows: 0,
                 logger_trial,
                 last_mono: 0,
+                opened_mono: MonoNanos::now().0,
             });
         }
         Ok(())
@@ -686,40 +687,30 @@ impl StatusLog {
 }
 
 fn status_loop(
-    p: &StatusPoll,
+    samples: &Receiver<StatusSample>,
     slot: &Mutex<Option<StatusCsv>>,
     stop: &AtomicBool,
     control: &Control,
 ) {
-    let tick = Duration::from_millis(50);
-    let mut next = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if std::time::Instant::now() < next {
-            std::thread::sleep(tick);
-            continue;
-        }
-        // An interval past what an Instant holds polls once.
-        next = next
-            .checked_add(p.interval)
-            .unwrap_or(next + Duration::from_secs(86_400));
-        let recording = slot.lock().map(|s| s.is_some()).unwrap_or(false);
-        if !recording {
-            continue;
-        }
-        let timeout = p
-            .interval
-            .clamp(Duration::from_millis(200), Duration::from_secs(3));
-        let r = crate::source::neon::status::fetch_health(&p.device, timeout);
-        let (unix_ns, mono_ns) = (UnixNanos::now().0, MonoNanos::now().0);
+        let sample = match samples.recv_timeout(Duration::from_millis(50)) {
+            Ok(s) => s,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
+        let (unix_ns, mono_ns) = (sample.unix_ns, sample.mono_ns);
+        let r = &sample.health;
         // Stamped before the flag is read: a row kept lies inside the recording.
         if !control.recording.load(Ordering::Relaxed) {
             continue;
         }
         let Ok(mut s) = slot.lock() else { return };
-        let Some(c) = s.as_mut() else { continue };
+        let Some(c) = s.as_mut().filter(|c| mono_ns >= c.opened_mono) else {
+            continue;
+        };
         if let Some(trial) = c.logger_trial {
             c.last_mono = c.last_mono.max(mono_ns);
-            let (h, err) = match &r {
+            let (h, err) = match r {
                 Ok(h) => (Some(h), None),
                 Err(e) => (None, Some(e.to_string())),
             };
@@ -746,7 +737,7 @@ fn status_loop(
             }
             continue;
         }
-        let row = match &r {
+        let row = match r {
             Ok(h) => StatusRow {
                 unix_ns,
                 mono_ns,

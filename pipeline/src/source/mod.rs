@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::coordinator::Control;
 use crate::frame::Frame;
 use crate::packet::FrameMeta;
 use crate::profile::{Counters, StageProfile};
+use crate::run_control::Control;
 use crate::sensors::{GazeSample, ImuSample};
-use crate::time::{MonoNanos, UnixNanos};
+use crate::time::UnixNanos;
 
 pub mod neon;
 pub mod spec;
@@ -92,14 +92,7 @@ pub trait Source: Send {
     fn bind(&mut self, _counters: &Arc<Counters>, _control: &Arc<Control>) {}
 }
 
-/// Takes the world video's H.264 access units as the device sent them (the passthrough
-/// recorder, [`crate::record::Recorder`]). Implementations never block the caller.
-pub trait AccessUnitSink: Send + Sync {
-    /// `au`: one access unit in Annex B form (start codes, in-band SPS/PPS as received; the
-    /// depacketizer's output). `device_time`: its capture time on the device clock.
-    /// `received`: when the host had all of it. `is_idr`: it holds an IDR picture.
-    fn access_unit(&self, au: &[u8], device_time: UnixNanos, received: MonoNanos, is_idr: bool);
-}
+pub use crate::packet::AccessUnitSink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -27,7 +27,7 @@ pub enum EncoderKind {
     /// camera rate (issue 4). Needs a source that delivers H.264; the overlay video is
     /// recorded too only with `--record-overlay on`, by `--overlay-encoder`.
     Passthrough,
-    /// nvenc where the platform has it, else ffmpeg.
+    /// nvenc where the platform has it, else libav (the cheaper of the two x264 backends).
     Auto,
 }
 
@@ -36,7 +36,7 @@ impl EncoderKind {
     pub fn resolve(self, has_nvenc: bool) -> Result<EncoderKind, EncodeError> {
         match self {
             EncoderKind::Auto if has_nvenc => Ok(EncoderKind::Nvenc),
-            EncoderKind::Auto => Ok(EncoderKind::Ffmpeg),
+            EncoderKind::Auto => Ok(EncoderKind::Libav),
             EncoderKind::Nvenc if !has_nvenc => Err(EncodeError::Unavailable(
                 "nvenc: this machine's ffmpeg has no working h264_nvenc (no NVIDIA GPU or \
                  driver); use --encoder ffmpeg or libav"

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::assemble::{decode_into, FrameToken, HostClock, RtpIn, StreamSetup};
+use super::intake::{decode_into, FrameToken, HostClock, RtpIn, StreamSetup};
 use crate::decode::aac::AacDecoder;
 use crate::decode::{self, Decoded, Decoder, DecoderKind, DecoderOptions};
 use crate::frame::FramePool;
@@ -28,8 +28,7 @@ use crate::source::SourceItem;
 use crate::streams::{AudioBlock, AudioMeta};
 use crate::time::{MonoNanos, UnixNanos};
 
-/// The eye cameras' nominal rate (protocol doc 4.1), when neither SPS nor SDP states one.
-pub const EYES_NOMINAL_FPS: f64 = 200.0;
+pub use crate::streams::EYES_NOMINAL_FPS;
 /// Eye pictures that may wait for the stream's first SR (a quarter second at 200 Hz).
 const EYES_PRE_SR: usize = 50;
 /// Audio blocks that may wait for the first SR (two seconds at 8 kHz, one frame per packet).

@@ -12,6 +12,7 @@ pub mod addr;
 pub mod assemble;
 pub mod discover;
 pub mod extra;
+mod intake;
 pub mod live;
 mod net;
 pub mod record;

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use super::assemble::{Assembler, DecodePolicy, LossPolicy, Sensor, StreamSetup, NOMINAL_FPS};
 use super::FrameAccounting;
-use crate::coordinator::Control;
 use crate::decode::DecoderKind;
 use crate::fixture::FixtureReader;
 use crate::frame::PixelFormat;
 use crate::profile::{Counters, StageProfile};
+use crate::run_control::Control;
 use crate::source::{Source, SourceError, SourceInfo, SourceItem};
 use crate::streams::StreamSet;
 use crate::time::MonoNanos;

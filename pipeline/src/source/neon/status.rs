@@ -5,12 +5,17 @@
 //! needs no async HTTP stack, and the network thread runs it under `spawn_blocking`. reqwest's
 //! blocking client would start a tokio runtime of its own for the same single GET.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::addr::{sensor_url, DeviceAddr};
 use super::assemble::Sensor;
+use crate::run_control::Control;
+use crate::streams::{StatusFeed, StatusSample};
+use crate::time::{MonoNanos, UnixNanos};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -56,24 +61,93 @@ pub fn fetch(device: &DeviceAddr, timeout: Duration) -> Result<DeviceStatus, Sta
     parse(&body, &device.host_in_url()).map_err(|detail| StatusError::Json { url, detail })
 }
 
-/// The device's health for `--status-log`: battery, storage, connected sensors (doc 2.1).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DeviceHealth {
-    /// Percent (0-100).
-    pub battery_level: Option<i64>,
-    /// `OK`, `LOW` or `CRITICAL`.
-    pub battery_state: Option<String>,
-    /// Free storage in bytes.
-    pub memory_bytes: Option<u64>,
-    pub memory_state: Option<String>,
-    /// DIRECT sensors the device lists as connected.
-    pub connected_sensors: Vec<String>,
-}
+pub use crate::streams::DeviceHealth;
 
 /// `GET /api/status` reduced to [`DeviceHealth`].
 pub fn fetch_health(device: &DeviceAddr, timeout: Duration) -> Result<DeviceHealth, StatusError> {
     let (url, body) = get(device, timeout)?;
     parse_health(&body).map_err(|detail| StatusError::Json { url, detail })
+}
+
+/// `--status-log`'s source side: a thread that polls `/api/status` every interval while a
+/// recording runs and delivers each answer as a [`StatusSample`]. It ends when the run stops,
+/// when the recorder has dropped its end of the feed, or when this handle is dropped (which
+/// waits for it: at most one request's timeout, 3 s).
+pub struct StatusPoller {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StatusPoller {
+    /// Starts polling `device`; the recorder reads the returned feed.
+    pub fn start(
+        device: DeviceAddr,
+        interval: Duration,
+        control: Arc<Control>,
+    ) -> std::io::Result<(StatusPoller, StatusFeed)> {
+        // A few polls of slack: the recorder writes a row in microseconds.
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("status-poll".into())
+            .spawn(move || poll_loop(&device, interval, &tx, &control, &s))?;
+        let feed = StatusFeed {
+            interval,
+            samples: rx,
+        };
+        Ok((
+            StatusPoller {
+                thread: Some(thread),
+                stop,
+            },
+            feed,
+        ))
+    }
+}
+
+impl Drop for StatusPoller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn poll_loop(
+    device: &DeviceAddr,
+    interval: Duration,
+    tx: &crossbeam_channel::Sender<StatusSample>,
+    control: &Control,
+    stop: &AtomicBool,
+) {
+    let tick = Duration::from_millis(50);
+    let mut next = Instant::now();
+    while !control.stopping() && !stop.load(Ordering::Relaxed) {
+        if Instant::now() < next {
+            std::thread::sleep(tick);
+            continue;
+        }
+        // An interval past what an Instant holds polls once.
+        next = next
+            .checked_add(interval)
+            .unwrap_or(next + Duration::from_secs(86_400));
+        if !control.recording.load(Ordering::Relaxed) {
+            continue;
+        }
+        let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(3));
+        let health = fetch_health(device, timeout).map_err(|e| e.to_string());
+        let sample = StatusSample {
+            unix_ns: UnixNanos::now().0,
+            mono_ns: MonoNanos::now().0,
+            health,
+        };
+        match tx.try_send(sample) {
+            Ok(()) | Err(crossbeam_channel::TrySendError::Full(_)) => {}
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+        }
+    }
 }
 
 /// Reads the `Phone` component and the connected DIRECT sensors of a status reply.

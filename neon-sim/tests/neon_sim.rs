@@ -113,7 +113,7 @@ mod sim;
 use sim::Sim;
 
 fn start_sim(fixture: &Path, extra: &[&str]) -> Sim {
-    Sim::start(fixture, extra)
+    sim::start(fixture, extra)
 }
 
 fn tmp_fixture(name: &str) -> PathBuf {

@@ -11,8 +11,6 @@ use std::process::Command;
 #[path = "common/sim.rs"]
 mod sim;
 
-use sim::Sim;
-
 use pipeline::fixture::{FixtureReader, PacketKind};
 use pipeline::neon::gaze::NeonGaze;
 use pipeline::neon::rtcp;
@@ -74,11 +72,11 @@ fn fixture_gaze(path: &std::path::Path) -> HashMap<(u32, u32), i64> {
 fn official_python_client_streams_scene_and_gaze_from_neon_sim() {
     let py = python();
     let fixture = workspace().join("fixtures/neon/synthetic-12s.etfx");
-    let sim = Sim::start(&fixture, &["--clock", "recorded"]);
+    let sim = sim::start(&fixture, &["--clock", "recorded"]);
     let http = sim.http.clone();
     let period_ns = sim.period_ms * 1_000_000;
     let (host, port) = http.rsplit_once(':').unwrap();
-    let script = workspace().join("bench-scenarios/tests/neon_client.py");
+    let script = workspace().join("neon-sim/tests/neon_client.py");
     let out = Command::new(&py)
         .arg(&script)
         .args([host, port, "30", "200", "60"])

@@ -1,7 +1,7 @@
 //! `eyetrack run` against neon-sim over real sockets on 127.0.0.1 (RTSP over UDP and TCP, a
 //! dropped connection with a recording across it, packet loss) and the in-process replay of
-//! the committed fixture. Both binaries are real processes; the checks read the run report,
-//! the recording's files and ffprobe.
+//! the committed fixture. eyetrack is a real process, the simulator (neon-sim's library) serves
+//! from this one; the checks read the run report, the recording's files and ffprobe.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,9 +14,9 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/neon/synthetic-12s.etfx")
 }
 
-#[path = "common/bins.rs"]
-mod bins;
-use bins::eyetrack;
+fn eyetrack() -> &'static str {
+    env!("CARGO_BIN_EXE_eyetrack")
+}
 
 /// One scenario at a time: each decodes 1600x1200 video in real time, and on a 2-core machine
 /// parallel runs would starve each other into counts the scenario is not about.
@@ -32,13 +32,11 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
-#[path = "common/sim.rs"]
-mod sim;
-
-use sim::Sim;
+/// The simulator runs in this test process (neon-sim's library); eyetrack is a real process.
+use neon_sim::LoopbackSim as Sim;
 
 fn start_sim(extra: &[&str]) -> Sim {
-    Sim::start(&fixture(), extra)
+    Sim::start(&fixture(), extra).expect("neon-sim starts")
 }
 
 fn run_eyetrack(args: &[&str]) -> Child {

@@ -4,11 +4,16 @@
 //! One timeline for the whole device ([`timeline`]); each RTSP session joins it where it is and
 //! paces the fixture's packets by their recorded arrival times ([`session`]). Protocol facts are
 //! from `shared/docs/neon-realtime-protocol.md` (checklist 10, "Loopback simulator").
+//!
+//! A crate of its own because both the pipeline's end-to-end tests and the harness need a
+//! device, not each other: the binary `neon-sim` serves a fixture from the command line, and
+//! [`LoopbackSim`] serves one inside a test process.
 
 pub mod config;
 pub mod echo;
 pub mod gate;
 pub mod http;
+pub mod process;
 pub mod rewrite;
 pub mod rtsp;
 pub mod session;
@@ -23,6 +28,7 @@ use hyper_util::service::TowerToHyperService;
 use pipeline::fixture::FixtureError;
 
 pub use config::{ClockMode, SimConfig};
+pub use process::SimProcess;
 use session::Faults;
 use timeline::{FixtureFacts, Timeline};
 
@@ -214,4 +220,77 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         facts,
         timeline,
     })
+}
+
+// The binary's command line (`neon-sim FIXTURE [FLAGS]`), here so that a `LoopbackSim` takes
+// exactly the flags the binary documents. The doc comment below is the binary's --help.
+/// A loopback Neon Companion serving a recorded fixture (.etfx).
+///
+/// Prints `neon-sim: http=IP:PORT rtsp=IP:PORT time_echo=IP:PORT streams=... period_ms=N` once
+/// it listens, then serves until killed. Every session joins one shared timeline (fixture start =
+/// sim start); video sessions start at the next keyframe.
+#[derive(clap::Parser, Debug)]
+#[command(name = "neon-sim", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub cfg: SimConfig,
+}
+
+/// A simulator in this process on ephemeral loopback ports, with a tokio runtime of its own:
+/// for tests and for trying eyetrack from Rust without a device. Serves until dropped; dropping
+/// it ends every session at once, as a device that vanishes does.
+pub struct LoopbackSim {
+    /// HOST:PORT of the HTTP API, the RTSP server and the time echo.
+    pub http: SocketAddr,
+    pub rtsp: SocketAddr,
+    pub time_echo: SocketAddr,
+    /// Length of one pass through the fixture (ms).
+    pub period_ms: i64,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl LoopbackSim {
+    /// Serves `fixture` with the binary's `flags` (e.g. `["--loss", "2"]`); the three ports are
+    /// ephemeral unless `flags` set them.
+    pub fn start(fixture: &std::path::Path, flags: &[&str]) -> Result<LoopbackSim, SimError> {
+        use clap::Parser;
+        let mut argv: Vec<std::ffi::OsString> = vec!["neon-sim".into(), fixture.into()];
+        for p in ["--http-port", "--rtsp-port", "--time-echo-port"] {
+            argv.extend([p.into(), "0".into()]);
+        }
+        argv.extend(flags.iter().map(Into::into));
+        let cli = Cli::try_parse_from(argv).map_err(|e| SimError::Config(e.to_string()))?;
+        Self::with_config(cli.cfg)
+    }
+
+    /// Serves with a configuration built in code.
+    pub fn with_config(cfg: SimConfig) -> Result<LoopbackSim, SimError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("neon-sim")
+            .enable_all()
+            .build()
+            .map_err(|e| SimError::Config(format!("tokio runtime: {e}")))?;
+        let h = runtime.block_on(start(cfg))?;
+        Ok(LoopbackSim {
+            http: h.http,
+            rtsp: h.rtsp,
+            time_echo: h.time_echo,
+            period_ms: i64::try_from(h.facts.period_ns / 1_000_000).unwrap_or(i64::MAX),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// `neon://` URL of this simulator, for `eyetrack run --source`.
+    pub fn url(&self) -> String {
+        format!("neon://{}", self.http)
+    }
+}
+
+impl Drop for LoopbackSim {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+        }
+    }
 }

@@ -4,20 +4,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use bench_scenarios::sim::{self, SimConfig};
+use neon_sim::{self as sim, Cli};
 use pipeline::cli;
-
-/// A loopback Neon Companion serving a recorded fixture (.etfx).
-///
-/// Prints `neon-sim: http=IP:PORT rtsp=IP:PORT time_echo=IP:PORT streams=... period_ms=N` once
-/// it listens, then serves until killed. Every session joins one shared timeline (fixture start =
-/// sim start); video sessions start at the next keyframe.
-#[derive(clap::Parser, Debug)]
-#[command(name = "neon-sim", version)]
-struct Cli {
-    #[command(flatten)]
-    cfg: SimConfig,
-}
 
 fn main() -> ExitCode {
     let args = match cli::parse_or_exit::<Cli>("neon-sim") {
