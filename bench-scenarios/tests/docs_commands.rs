@@ -69,6 +69,9 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt as _;
 
+#[path = "common/bins.rs"]
+mod bins;
+
 const BLOCK_LIMIT: Duration = Duration::from_secs(150);
 /// A block that runs cargo may compile first (`cargo bench` builds its bench target, which
 /// `cargo test` does not): on a fresh checkout of a loaded 2-core machine that alone took over
@@ -464,24 +467,11 @@ fn check_loopback(word: &str) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // Running
 
-/// eyetrack and neon-sim of this build, next to bench-scenarios (cargo builds only this
-/// package's binaries for its tests; neon-sim is another package's).
+/// eyetrack and neon-sim of this build, next to bench-scenarios (built by `bins`: cargo builds
+/// only this package's binaries for its tests).
 fn build_bins() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .current_dir(repo())
-        .args(["build", "--bin", "eyetrack", "--bin", "neon-sim"])
-        .args(if cfg!(debug_assertions) {
-            &[][..]
-        } else {
-            &["--release"][..]
-        })
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building eyetrack and neon-sim failed");
-    let dir = Path::new(env!("CARGO_BIN_EXE_bench-scenarios"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let dir = bins::eyetrack().parent().expect("a folder").to_path_buf();
+    assert_eq!(bins::neon_sim().parent(), Some(dir.as_path()));
     for b in BINARIES {
         assert!(dir.join(b).exists(), "no {b} in {}", dir.display());
     }
