@@ -32,17 +32,24 @@ pub fn load(path: &Path) -> Result<SuiteReport, CompareError> {
         path: p.clone(),
         source,
     })?;
-    let r: SuiteReport = serde_json::from_slice(&bytes).map_err(|source| CompareError::Parse {
+    // The version first: a report of another schema would otherwise fail on whichever field
+    // changed, with a message that does not say why.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema_version: u32,
+    }
+    let parse = |source| CompareError::Parse {
         path: p.clone(),
         source,
-    })?;
-    if r.schema_version != SUITE_SCHEMA_VERSION {
+    };
+    let v: Version = serde_json::from_slice(&bytes).map_err(parse)?;
+    if v.schema_version != SUITE_SCHEMA_VERSION {
         return Err(CompareError::Schema {
             path: p,
-            found: r.schema_version,
+            found: v.schema_version,
         });
     }
-    Ok(r)
+    serde_json::from_slice(&bytes).map_err(parse)
 }
 
 /// One scenario x variant present in both reports.
@@ -121,4 +128,26 @@ pub fn table(rows: &[Row], a_label: &str, b_label: &str) -> String {
         ]);
     }
     t.build().with(Style::rounded()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_of_another_schema_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        // The shape of a schema 1 suite report: fields this build no longer reads.
+        std::fs::write(
+            &path,
+            r#"{"schema_version": 1, "scenarios": [{"name": "streaming"}]}"#,
+        )
+        .unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("has suite schema 1; this build reads"), "{e}");
+        std::fs::write(&path, b"{\"not\": \"a report\"}").unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("is not a bench-scenarios report"), "{e}");
+    }
 }

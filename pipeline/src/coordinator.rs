@@ -578,25 +578,26 @@ fn process_stage(
             Counters::add(&counters.paused_skipped, 1);
             continue;
         }
-        // Plan 1.6: nobody is looking and nothing records, so keep only a thumbnail going.
+        // Plan 1.6: nobody is looking, so the preview needs only a thumbnail; and when nothing
+        // records either, nothing else needs the frame at all.
         let hidden = !control.preview_visible.load(Ordering::Relaxed);
         let recording = control.recording.load(Ordering::Relaxed);
-        // One frame per REDUCED_EVERY camera frames, counted from the last one processed
-        // rather than by index, so the IDR-only thumbnails of `--reduced-decode` (whose
-        // indices follow the device's keyframe interval) are all kept.
-        if reduced_processing
-            && hidden
-            && !recording
+        let thumbnails_only = reduced_processing && hidden;
+        // One frame per REDUCED_EVERY camera frames, counted from the last thumbnail rather
+        // than by index, so the IDR-only thumbnails of `--reduced-decode` (whose indices follow
+        // the device's keyframe interval) are all kept.
+        let off_beat = thumbnails_only
             && last_reduced.is_some_and(|last: u64| {
                 packet.meta.camera_index < last.saturating_add(REDUCED_EVERY)
                     && packet.meta.camera_index >= last
-            })
-        {
+            });
+        if off_beat && !recording {
             Counters::add(&counters.reduced_skipped, 1);
             continue;
         }
-        last_reduced =
-            (reduced_processing && hidden && !recording).then_some(packet.meta.camera_index);
+        if !off_beat {
+            last_reduced = thumbnails_only.then_some(packet.meta.camera_index);
+        }
         let span = result.profile.start();
         let processed = processor.process(&packet.frame);
         result.profile.finish(Phase::Process, span);
@@ -622,6 +623,12 @@ fn process_stage(
                     gaze: packet.gaze,
                 });
             }
+        }
+        // Recorded above; the hidden preview renders only the thumbnails (a 1600x1200 scale
+        // per frame was the largest cost of a 5 fps recording besides decode and encode).
+        if off_beat {
+            Counters::add(&counters.reduced_preview_skipped, 1);
+            continue;
         }
         let job = PreviewJob {
             processed,

@@ -279,6 +279,9 @@ pub struct Counters {
     pub duplicates_skipped: AtomicU64,
     /// Frames not processed under reduced processing (preview hidden, not recording).
     pub reduced_skipped: AtomicU64,
+    /// Frames recorded but not rendered to the preview under reduced processing (preview
+    /// hidden while recording: only the thumbnails are rendered).
+    pub reduced_preview_skipped: AtomicU64,
     /// Frames not processed while paused.
     pub paused_skipped: AtomicU64,
     /// Total source wait in nanoseconds.
@@ -373,6 +376,7 @@ impl Counters {
             drops_preview_edge: g(&self.drops_preview_edge),
             duplicates_skipped: g(&self.duplicates_skipped),
             reduced_skipped: g(&self.reduced_skipped),
+            reduced_preview_skipped: g(&self.reduced_preview_skipped),
             paused_skipped: g(&self.paused_skipped),
             wait_ns: g(&self.wait_ns),
             gaze_samples: g(&self.gaze_samples),
@@ -424,6 +428,7 @@ pub struct CounterSnapshot {
     pub drops_preview_edge: u64,
     pub duplicates_skipped: u64,
     pub reduced_skipped: u64,
+    pub reduced_preview_skipped: u64,
     pub paused_skipped: u64,
     pub wait_ns: u64,
     pub gaze_samples: u64,

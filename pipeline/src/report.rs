@@ -203,7 +203,8 @@ impl RunReport {
         let f = &self.frames;
         format!(
             "{}\n\n{}\n\nframes: {} acquired, {} processed, {} displayed, {} dropped ({:.2} %), \
-             {} duplicates skipped, {} skipped by reduced processing, {} paused\n\
+             {} duplicates skipped, {} skipped by reduced processing ({} more recorded \
+             without a preview), {} paused\n\
              gaze: {} samples, {} frames without gaze, frame-gaze |dt| mean {:.2} ms, max {:.2} ms\n\
              cpu: {:.3} CPU-s per stream-s ({:.1} % of one core) over {:.1} s of stream; \
              peak RSS {:.1} MB\n",
@@ -216,6 +217,7 @@ impl RunReport {
             self.dropped_frames_percent,
             f.duplicates_skipped,
             f.reduced_skipped,
+            f.reduced_preview_skipped,
             f.paused_skipped,
             f.gaze_samples,
             f.frames_without_gaze,

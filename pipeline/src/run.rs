@@ -157,7 +157,8 @@ pub struct RunArgs {
     /// Copy each acquired frame always, or only if it is not contiguous (plan 1.5).
     #[arg(long, value_enum)]
     pub copy: Option<CopyMode>,
-    /// Process only every 10th frame while the preview is hidden and nothing records (plan 1.6).
+    /// While the preview is hidden: process only every 10th frame when nothing records, and
+    /// render only every 10th to the preview while recording (plan 1.6).
     #[arg(long, value_enum)]
     pub reduced_processing: Option<OnOff>,
     /// Neon and fixture sources, libav: decoding threads, 1, frame:N or slice:N. Preset

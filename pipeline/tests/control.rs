@@ -1,4 +1,4 @@
-//! The run-time switches: pause, reduced processing while hidden, and never reduced while
+//! The run-time switches: pause, reduced processing while hidden, and what it keeps while
 //! recording. Real synthetic source, real stages, offline so counts are exact.
 
 use std::sync::atomic::Ordering;
@@ -50,13 +50,27 @@ fn hidden_preview_processes_every_tenth_frame() {
 }
 
 #[test]
-fn never_reduced_while_recording() {
+fn recording_processes_everything_and_a_hidden_preview_gets_thumbnails() {
     let control = Control::default();
     control.preview_visible.store(false, Ordering::Relaxed);
     control.recording.store(true, Ordering::Relaxed);
     let out = run(control, Toggles::default());
+    // Every frame is processed (the recorder selects from all of them) ...
     assert_eq!(out.counters.frames_processed, 60);
     assert_eq!(out.counters.reduced_skipped, 0);
+    // ... but nobody looks, so only every tenth is rendered.
+    assert_eq!(out.counters.reduced_preview_skipped, 54);
+    assert_eq!(out.counters.frames_displayed, 6);
+}
+
+#[test]
+fn a_visible_preview_renders_every_recorded_frame() {
+    let control = Control::default();
+    control.recording.store(true, Ordering::Relaxed);
+    let out = run(control, Toggles::default());
+    assert_eq!(out.counters.frames_processed, 60);
+    assert_eq!(out.counters.reduced_preview_skipped, 0);
+    assert_eq!(out.counters.frames_displayed, 60);
 }
 
 #[test]

@@ -145,6 +145,7 @@ impl StatusState {
             duplicates: c.duplicates_skipped,
             paused_skipped: c.paused_skipped,
             reduced_skipped: c.reduced_skipped,
+            reduced_preview_skipped: c.reduced_preview_skipped,
             preview_visible: control.preview_visible.load(Ordering::Relaxed),
             disconnected: control.disconnected.load(Ordering::Relaxed),
             recording,
@@ -194,6 +195,9 @@ pub struct Status {
     pub paused_skipped: u64,
     /// Frames skipped by reduced processing while the preview was hidden (plan 1.6).
     pub reduced_skipped: u64,
+    /// Frames recorded but not rendered to the hidden preview (reduced processing while
+    /// recording keeps only the thumbnails).
+    pub reduced_preview_skipped: u64,
     pub preview_visible: bool,
     /// A network source lost its device and is reconnecting.
     pub disconnected: bool,
