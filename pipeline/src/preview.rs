@@ -700,79 +700,19 @@ fn vblend(r0: &[u16], w0: u16, r1: &[u16], w1: u16, out: &mut [u8]) {
 }
 
 /// Fused vertical area pass with the tap count fixed at compile time: all `N` rows are read in
-/// one sweep and summed straight into the Q7 row.
-///
-/// Each tap is the high half of a 16 x 16-bit product, `(p << 8) * (w << 1) >> 16`, i.e.
-/// `p * w >> 7` truncated (the Q14 weight doubled fits `u16`: it is at most 2^15), so a tap is
-/// one `pmulhuw` per 16 pixels on AVX2 where a 32-bit product took a widening multiply per 8:
-/// this pass reads every source byte and was most of the preview's cost. Truncation loses less
-/// than 1/128 of a grey level per tap; `N / 2` units added back centre that error. The sum of
-/// truncated taps never exceeds the exact one (255 * 2^7, which fits `u16`). Every path computes
-/// exactly this, so x86_64 and aarch64 previews stay identical.
+/// one sweep and summed in registers (`u32`, bound in [`Plan::run_area`]), then stored as Q7.
 #[inline(always)]
 fn vertical_fixed<const N: usize>(mid: &mut [u16], rows: [&[u8]; N], ws: [u16; N]) {
     let n = mid.len();
     let rows = rows.map(|r| &r[..n]);
-    // At most 2^14 each (a weight set sums to 2^14), so doubling stays in `u16`.
-    let ws: [u16; N] = ws.map(|w| w << 1);
-    #[cfg(target_arch = "x86_64")]
-    let done = if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 support was just checked at run time.
-        unsafe { vertical_fixed_avx2::<N>(mid, rows, ws) }
-    } else {
-        0
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = 0;
-    let bias = (N / 2) as u16;
-    for j in done..n {
-        let mut s = bias;
+    let ws = ws.map(u32::from);
+    for j in 0..n {
+        let mut s = 0u32;
         for t in 0..N {
-            s += vertical_tap(rows[t][j], ws[t]);
+            s += u32::from(rows[t][j]) * ws[t];
         }
-        mid[j] = s;
+        mid[j] = ((s + (1 << (MID_SHIFT - 1))) >> MID_SHIFT) as u16;
     }
-}
-
-/// One tap of [`vertical_fixed`]: `(p << 8) * w15 >> 16`, what `pmulhuw` computes per lane.
-#[inline(always)]
-fn vertical_tap(p: u8, w15: u16) -> u16 {
-    ((u32::from(u16::from(p) << 8) * u32::from(w15)) >> 16) as u16
-}
-
-/// The AVX2 body of [`vertical_fixed`] (LLVM folds the shift into the product and widens it
-/// to 32 bits, so the 16-bit high multiply has to be spelled out). Returns how many leading
-/// pixels it did: whole blocks of 16; the caller does the rest with the same arithmetic.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn vertical_fixed_avx2<const N: usize>(
-    mid: &mut [u16],
-    rows: [&[u8]; N],
-    ws: [u16; N],
-) -> usize {
-    use std::arch::x86_64::*;
-    let n = mid.len();
-    // The weight's bits as a lane: `pmulhuw` reads them unsigned (2^15 stays 2^15).
-    let w: [__m256i; N] = ws.map(|w| _mm256_set1_epi16(w as i16));
-    let bias = _mm256_set1_epi16((N / 2) as i16);
-    let mut j = 0;
-    while j + 16 <= n {
-        let mut s = bias;
-        for t in 0..N {
-            // SAFETY: every row holds at least `n` bytes (sliced by the caller) and
-            // j + 16 <= n; unaligned loads and stores.
-            let p = unsafe { _mm_loadu_si128(rows[t].as_ptr().add(j).cast()) };
-            let x = _mm256_slli_epi16::<8>(_mm256_cvtepu8_epi16(p));
-            s = _mm256_add_epi16(s, _mm256_mulhi_epu16(x, w[t]));
-        }
-        // SAFETY: `mid` holds `n` values and j + 16 <= n.
-        unsafe { _mm256_storeu_si256(mid.as_mut_ptr().add(j).cast(), s) };
-        j += 16;
-    }
-    j
 }
 
 /// Vertical area pass for large ratios: pairs of rows accumulated in `acc`, then stored as Q7.
@@ -1014,52 +954,6 @@ mod tests {
         ((1, 1), (1, 1)),
         ((3, 1), (1, 1)),
     ];
-
-    /// The SIMD blocks and the scalar tail of the vertical pass compute the same numbers (a
-    /// preview must not depend on the CPU it was made on), for every fixed tap count, weights
-    /// up to a whole 2^14 and widths that end inside a block.
-    fn vertical_paths_agree<const N: usize>(seed: u64) {
-        let n = 16 * 3 + 5;
-        let src = textured(PixelFormat::Gray8, n, N, seed);
-        let rows: [&[u8]; N] = std::array::from_fn(|t| &src.plane(0).data[t * n..(t + 1) * n]);
-        // A weight set that sums to 2^14, lopsided so that one weight is large.
-        let mut ws = [0u16; N];
-        let mut left = AREA_ONE as u16;
-        for (t, w) in ws.iter_mut().enumerate() {
-            *w = if t + 1 == N {
-                left
-            } else {
-                left / 2 + t as u16
-            };
-            left -= *w;
-        }
-        let mut mid = vec![0u16; n];
-        vertical_fixed::<N>(&mut mid, rows, ws);
-        for j in 0..n {
-            let want: u16 = (N / 2) as u16
-                + (0..N)
-                    .map(|t| vertical_tap(rows[t][j], ws[t] << 1))
-                    .sum::<u16>();
-            assert_eq!(mid[j], want, "N {N} pixel {j} seed {seed}");
-            // Within N/256 of a grey level of the exact Q7 sum.
-            let exact: f64 = (0..N)
-                .map(|t| f64::from(rows[t][j]) * f64::from(ws[t]) / 128.0)
-                .sum();
-            assert!((f64::from(mid[j]) - exact).abs() <= N as f64 / 2.0 + 1.0);
-        }
-    }
-
-    #[test]
-    fn vertical_pass_is_the_same_on_every_path() {
-        for seed in 0..4 {
-            vertical_paths_agree::<1>(seed);
-            vertical_paths_agree::<2>(seed);
-            vertical_paths_agree::<3>(seed);
-            vertical_paths_agree::<4>(seed);
-            vertical_paths_agree::<5>(seed);
-            vertical_paths_agree::<6>(seed);
-        }
-    }
 
     #[test]
     fn area_matches_exact_area_average() {
